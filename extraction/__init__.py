@@ -1,0 +1,1 @@
+"""Extraction pipeline: de-identify, prompt, backend, resolve, normalize, score, route, evaluate."""

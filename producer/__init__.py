@@ -1,0 +1,1 @@
+"""Getting reports onto Kafka: file publisher, topic tail, MLLP bridge."""

@@ -1,0 +1,1 @@
+"""Field catalog and message models: the contracts every other package reads."""

@@ -1,0 +1,95 @@
+"""Loads ``catalog.yaml``, the single source of every field fact (keys, units, codes, references)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
+
+Sex = Literal["male", "female"]
+
+
+class CodeRef(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code: str
+    display: str
+
+
+class Reference(BaseModel):
+    """Published (mu, sigma) per sex in the canonical unit."""
+
+    model_config = ConfigDict(frozen=True)
+    male: tuple[float, float]
+    female: tuple[float, float]
+
+
+class FieldSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key: str
+    meaning: str
+    description: str
+    unit: str
+    ucum: str
+    fhir_category: Literal["vital-signs", "imaging"]
+    loinc: CodeRef | None = None
+    reference: Reference | None = None
+    plausible: tuple[float, float]
+    synonyms: tuple[str, ...] = ()
+
+    @property
+    def side(self) -> str | None:
+        """'LV', 'RV', 'LA', 'RA' for chamber fields, else None."""
+        for prefix in ("LV", "RV", "LA", "RA"):
+            if self.key.startswith(prefix):
+                return prefix
+        return None
+
+
+class CategorySpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    key: str
+    display: str
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    code_system: str
+    category_code_system: str
+    fields: tuple[FieldSpec, ...]
+    categories: tuple[CategorySpec, ...] = Field(min_length=1)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(f.key for f in self.fields)
+
+    @property
+    def category_keys(self) -> tuple[str, ...]:
+        return tuple(c.key for c in self.categories)
+
+    def field(self, key: str) -> FieldSpec:
+        return self._by_key()[key]
+
+    def _by_key(self) -> dict[str, FieldSpec]:
+        return {f.key: f for f in self.fields}
+
+
+@lru_cache(maxsize=1)
+def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    categories = [{"key": k, **v} for k, v in raw["categories"].items()]
+    return Catalog(
+        code_system=raw["code_system"],
+        category_code_system=raw["category_code_system"],
+        fields=raw["fields"],
+        categories=categories,
+    )
+
+
+CATALOG = load_catalog()
+FIELD_KEYS: tuple[str, ...] = CATALOG.keys
+CATEGORIES: tuple[str, ...] = CATALOG.category_keys

@@ -1,0 +1,1 @@
+"""Closing the loop: synthetic data, corpus, LoRA trainer, adapter registry, reviewer."""
