@@ -1,0 +1,36 @@
+"""Backends by name. Each entry is imported only when asked for (torch stays out of the consumer)."""
+
+from __future__ import annotations
+
+import importlib
+
+from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend, Sample
+
+REGISTRY: dict[str, str] = {
+    "null": "extraction.backends.null:NullBackend",
+    "rules": "extraction.backends.rules:RulesBackend",
+    "local": "extraction.backends.local:LocalBackend",
+    "vllm": "extraction.backends.vllm:VLLMBackend",
+}
+
+
+def get_backend(name: str, settings=None) -> ExtractionBackend:
+    """Instantiate a backend by registry name; settings default to ``get_settings()``."""
+    if name not in REGISTRY:
+        raise KeyError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}")
+    module_name, class_name = REGISTRY[name].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    if settings is None:
+        from cmrx.config import get_settings
+
+        settings = get_settings()
+    return cls(settings) if _takes_settings(cls) else cls()
+
+
+def _takes_settings(cls: type) -> bool:
+    import inspect
+
+    return len(inspect.signature(cls.__init__).parameters) > 1
+
+
+__all__ = ["REGISTRY", "get_backend", "BackendError", "BackendOutput", "ExtractionBackend", "Sample"]
