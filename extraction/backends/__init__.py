@@ -20,17 +20,7 @@ def get_backend(name: str, settings=None) -> ExtractionBackend:
         raise KeyError(f"unknown backend {name!r}; known: {', '.join(REGISTRY)}")
     module_name, class_name = REGISTRY[name].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    if settings is None:
-        from cmrx.config import get_settings
-
-        settings = get_settings()
-    return cls(settings) if _takes_settings(cls) else cls()
-
-
-def _takes_settings(cls: type) -> bool:
-    import inspect
-
-    return len(inspect.signature(cls.__init__).parameters) > 1
+    return cls(settings)
 
 
 __all__ = ["REGISTRY", "get_backend", "BackendError", "BackendOutput", "ExtractionBackend", "Sample"]

@@ -39,6 +39,11 @@ class ExtractionBackend(ABC):
     name: str = "base"
     deterministic: bool = False
 
+    def __init__(self, settings=None) -> None:
+        from cmrx.config import get_settings
+
+        self.settings = settings or get_settings()
+
     @abstractmethod
     def info(self) -> ModelInfo: ...
 
