@@ -26,24 +26,29 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cmrx", description="cmrx: structured, coded, confidence-scored data from cardiac MRI reports on Kafka.")
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """All commands are listed; only the selected one is imported (fast, and one broken
+    optional module cannot take the whole CLI down)."""
+    parser = argparse.ArgumentParser(
+        prog="cmrx", description="cmrx: structured, coded, confidence-scored data from cardiac MRI reports on Kafka."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if available_only and exc.name and module_name.startswith(exc.name):
-                continue  # command not built yet
-            raise
-        command = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip())
+        if name != selected:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(command)
         command.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
