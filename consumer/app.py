@@ -1,0 +1,243 @@
+"""``cmrx run``: the consume-extract-produce loop, exactly once.
+
+One loop, in the shape of confluent-kafka's transactional example: consume a batch, process it
+(decode -> de-identify -> extract -> score -> map), produce every output and the consumed offsets
+in one transaction, commit. A crash anywhere before the commit leaves no visible output and the
+offsets uncommitted, so the batch is processed again; read_committed readers never see a
+duplicate. A message that cannot be processed goes to the dead-letter topic in the same
+transaction, so it is never lost and never blocks the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from cmrx.config import Settings, get_settings
+from cmrx.logs import get_logger
+from consumer import metrics
+from consumer.routing import OutRecord, dead_letter, outputs_for
+from extraction.backends import BackendError
+from extraction.pipeline import Extractor
+
+log = get_logger("cmrx.consumer")
+
+
+@dataclass
+class Processed:
+    """The outcome of one input message: what to produce, and a little for the summary."""
+
+    outputs: list[OutRecord]
+    report_id: str | None = None
+    published: int = 0
+    for_review: int = 0
+    dead_letter_stage: str | None = None
+    timestamp_ms: int | None = None
+
+
+class StreamProcessor:
+    def __init__(self, settings: Settings, bootstrap: str, *, extractor: Extractor | None = None,
+                 instance_id: str | None = None) -> None:
+        from confluent_kafka import Consumer, Producer
+
+        self.settings = settings
+        self.topics = settings.topics
+        self.extractor = extractor or Extractor(settings.extraction.backend, settings)
+        self.instance_id = instance_id or os.environ.get("CMRX_INSTANCE_ID") or socket.gethostname()
+        base = settings.kafka.client_config() | {"bootstrap.servers": bootstrap}
+        self.consumer = Consumer(base | {
+            "group.id": settings.kafka.group_id,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "max.poll.interval.ms": 900_000,  # an LLM batch may take minutes
+            "partition.assignment.strategy": "cooperative-sticky",
+        })
+        # A stable transactional.id per instance lets a restarted instance fence its crashed self
+        # and abort the open transaction at once instead of waiting for the transaction timeout.
+        self.producer = Producer(base | {
+            "transactional.id": f"{settings.kafka.transactional_id}-{self.instance_id}",
+            "enable.idempotence": True,
+            "transaction.timeout.ms": 60_000,
+            "message.max.bytes": 20_000_000,
+            "linger.ms": 5,
+            "compression.type": "lz4",
+        })
+        self.producer.init_transactions(30)
+        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.runtime.workers), thread_name_prefix="extract")
+        self._stopping = False
+        self.summary: list[Processed] = []
+        self.keep_summary = False
+
+    # ------------------------------------------------------------------------------------------
+    def stop(self, *_: object) -> None:
+        """SIGTERM/SIGINT: finish (commit or abort) the open batch, then leave the group."""
+        self._stopping = True
+
+    def run(self, idle_exit_s: float | None = None) -> int:
+        self.consumer.subscribe([self.topics.reports])
+        log.info("consumer.started", topic=self.topics.reports, group=self.settings.kafka.group_id,
+                 instance=self.instance_id, backend=self.extractor.backend.name)
+        last_message = time.monotonic()
+        last_lag = 0.0
+        cfg = self.settings.runtime
+        try:
+            while not self._stopping:
+                messages = self.consumer.consume(num_messages=cfg.batch_size, timeout=cfg.poll_timeout_s)
+                messages = [m for m in messages if not self._is_partition_error(m)]
+                now = time.monotonic()
+                if now - last_lag > 10:
+                    self._update_lag()
+                    last_lag = now
+                if not messages:
+                    if idle_exit_s is not None and now - last_message >= idle_exit_s:
+                        log.info("consumer.idle_exit", idle_s=idle_exit_s)
+                        break
+                    continue
+                last_message = now
+                self._process_batch(messages)
+        finally:
+            self.close()
+        return 0
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.consumer.close()
+        self.producer.flush(10)
+        log.info("consumer.stopped", instance=self.instance_id)
+
+    # ------------------------------------------------------------------------------------------
+    def _process_batch(self, messages: list) -> None:
+        from confluent_kafka import KafkaException
+
+        metrics.CONSUMED.inc(len(messages))
+        try:
+            results = list(self.pool.map(self._process_message, messages))
+        except BackendError as exc:
+            # The backend is down, not the message: retry the batch later, commit nothing.
+            metrics.BACKEND_ERRORS.inc()
+            log.warning("consumer.backend_unavailable", error=str(exc)[:200], batch=len(messages))
+            self._rewind()
+            time.sleep(min(30.0, self.settings.llm.timeout_s / 4))
+            return
+        try:
+            self.producer.begin_transaction()
+            for result in results:
+                for out in result.outputs:
+                    self.producer.produce(out.topic, key=out.key, value=out.value, headers=out.headers)
+            positions = self.consumer.position(self.consumer.assignment())
+            self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(60)
+        except KafkaException as exc:
+            error = exc.args[0]
+            metrics.TRANSACTIONS.labels("aborted").inc()
+            log.error("consumer.transaction_failed", error=str(error), retriable=error.retriable(),
+                      abortable=error.txn_requires_abort())
+            if error.txn_requires_abort():
+                self.producer.abort_transaction(30)
+                self._rewind()
+                return
+            raise  # fatal (e.g. fenced by a newer instance): stop, do not produce duplicates
+        metrics.TRANSACTIONS.labels("committed").inc()
+        now_ms = time.time() * 1000
+        for result in results:
+            metrics.PUBLISHED.inc(result.published)
+            metrics.FOR_REVIEW.inc(result.for_review)
+            if result.timestamp_ms:
+                metrics.LATENCY.observe(max(0.0, (now_ms - result.timestamp_ms) / 1000))
+            if result.dead_letter_stage:
+                metrics.DEAD_LETTERED.labels(result.dead_letter_stage).inc()
+        if self.keep_summary:
+            self.summary.extend(results)
+
+    def _process_message(self, message) -> Processed:
+        from consumer.codecs import DecodeError, decode_message
+
+        ts_type, ts = message.timestamp()
+        where = dict(topic=message.topic(), partition=message.partition(), offset=message.offset())
+        headers = message.headers() or []
+
+        def dlq(stage: str, error: BaseException) -> Processed:
+            log.warning("consumer.dead_letter", stage=stage, error_type=type(error).__name__,
+                        reason=getattr(error, "reason", type(error).__name__), **where)
+            out = dead_letter(stage, error, value=message.value(), key=message.key(), headers=headers,
+                              topics=self.topics, **where)
+            return Processed([out], dead_letter_stage=stage, timestamp_ms=ts if ts_type else None)
+
+        try:
+            envelope = decode_message(message.value(), headers, message.key(), settings=self.settings)
+        except DecodeError as exc:
+            return dlq("decode", exc)
+        started = time.perf_counter()
+        try:
+            record = self.extractor.extract(envelope)
+        except BackendError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any other failure belongs to this message
+            return dlq("extract", exc)
+        metrics.EXTRACTION_SECONDS.observe(time.perf_counter() - started)
+        try:
+            outputs = outputs_for(record, self.topics)
+        except Exception as exc:  # noqa: BLE001
+            return dlq("map", exc)
+        published = sum(1 for f in record.fields if f.route == "publish" and f.value is not None)
+        for_review = sum(1 for f in record.fields if f.route == "review")
+        log.info("consumer.extracted", report_id=record.report_id, published=published, for_review=for_review,
+                 seconds=round(record.seconds, 4), **where)
+        return Processed(outputs, record.report_id, published, for_review, timestamp_ms=ts if ts_type else None)
+
+    def _rewind(self) -> None:
+        """After an abort, go back to the committed offsets so the batch is consumed again."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=30):
+            if tp.offset < 0:
+                from confluent_kafka import OFFSET_BEGINNING
+
+                tp.offset = OFFSET_BEGINNING
+            self.consumer.seek(tp)
+
+    def _update_lag(self) -> None:
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
+                if tp.offset >= 0:
+                    metrics.LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
+        except Exception as exc:  # noqa: BLE001 - lag is best effort
+            log.debug("consumer.lag_failed", error=str(exc))
+
+    @staticmethod
+    def _is_partition_error(message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        log.warning("consumer.partition_error", error=str(error))
+        return True
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", default=None, help="backend name (rules, local, vllm); default from settings")
+    parser.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                        help="exit cleanly once the input has been idle this long (batch and demo use)")
+    parser.add_argument("--instance-id", default=None, help="stable id of this replica (transactional.id suffix)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cmrx.kafka_local import ensure_broker, ensure_topics
+
+    settings = get_settings().model_copy(deep=True)
+    if args.backend:
+        settings.extraction.backend = args.backend
+    bootstrap = ensure_broker(settings)
+    ensure_topics(bootstrap, settings)
+    metrics.serve(settings.runtime.metrics_port)
+    processor = StreamProcessor(settings, bootstrap, instance_id=args.instance_id)
+    signal.signal(signal.SIGTERM, processor.stop)
+    signal.signal(signal.SIGINT, processor.stop)
+    return processor.run(idle_exit_s=args.idle_exit)
