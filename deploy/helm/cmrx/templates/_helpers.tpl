@@ -17,9 +17,11 @@
 {{- end -}}
 {{- end -}}
 
-{{/* "<fullname>-<component>", kept within 63 characters. Call with (dict "ctx" $ "component" "x"). */}}
+{{/* "<fullname>-<component>" within 63 characters (or "max": CronJob names allow 52), the prefix
+shortened first. Call with (dict "ctx" $ "component" "x" ["max" 52]). */}}
 {{- define "cmrx.componentName" -}}
-{{- printf "%s-%s" (include "cmrx.fullname" .ctx | trunc (int (sub 62 (len .component)))) .component | trimSuffix "-" -}}
+{{- $max := int (default 63 .max) -}}
+{{- printf "%s-%s" (include "cmrx.fullname" .ctx | trunc (int (sub (sub $max 1) (len .component))) | trimSuffix "-") .component | trunc $max | trimSuffix "-" -}}
 {{- end -}}
 
 {{- define "cmrx.serviceAccountName" -}}

@@ -98,8 +98,6 @@ spec:
 
 {{- define "cmrx.trainingEnv" -}}
 {{ include "cmrx.env" . }}
-- name: CMRX_KAFKA__TRANSACTIONAL_ID
-  value: {{ printf "%s-training-$(POD_NAME)" .Values.kafka.transactionalIdPrefix | quote }}
 - name: HF_HOME
   value: /tmp/.cache/huggingface
 - name: HF_HUB_OFFLINE
