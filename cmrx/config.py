@@ -58,6 +58,7 @@ class TopicSettings(BaseModel):
     models: str = "cmr.models"
     partitions: int = 3
     replication_factor: int = 1
+    max_message_bytes: int = Field(16_777_216, description="per topic: a 5 MB poison report must reach the DLQ whole")
 
 
 class ExtractionSettings(BaseModel):

@@ -735,7 +735,8 @@ def ensure_topics(bootstrap: str, settings: Settings | None = None, timeout_s: f
     names = topic_names(s)
     admin = AdminClient(admin_config(bootstrap, s))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
-    wanted = [NewTopic(n, num_partitions=s.topics.partitions, replication_factor=s.topics.replication_factor) for n in names if n not in existing]
+    wanted = [NewTopic(n, num_partitions=s.topics.partitions, replication_factor=s.topics.replication_factor,
+                       config={"max.message.bytes": str(s.topics.max_message_bytes)}) for n in names if n not in existing]
     if wanted:
         futures = admin.create_topics(wanted, operation_timeout=timeout_s, request_timeout=timeout_s)
         for name, future in futures.items():

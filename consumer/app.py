@@ -57,6 +57,11 @@ class StreamProcessor:
             "isolation.level": "read_committed",
             "max.poll.interval.ms": 900_000,  # an LLM batch may take minutes
             "partition.assignment.strategy": "cooperative-sticky",
+            # Static membership: a restarted replica (same instance id) takes its partitions back
+            # at once instead of waiting for the crashed member's session to expire.
+            "group.instance.id": f"{settings.kafka.group_id}-{self.instance_id}",
+            "session.timeout.ms": 30_000,
+            "enable.partition.eof": True,
         })
         # A stable transactional.id per instance lets a restarted instance fence its crashed self
         # and abort the open transaction at once instead of waiting for the transaction timeout.
@@ -71,6 +76,8 @@ class StreamProcessor:
         self.producer.init_transactions(30)
         self.pool = ThreadPoolExecutor(max_workers=max(1, settings.runtime.workers), thread_name_prefix="extract")
         self._stopping = False
+        self._at_eof: set[tuple[str, int]] = set()
+        self._ever_assigned = False
         self.summary: list[Processed] = []
         self.keep_summary = False
 
@@ -89,13 +96,13 @@ class StreamProcessor:
         try:
             while not self._stopping:
                 messages = self.consumer.consume(num_messages=cfg.batch_size, timeout=cfg.poll_timeout_s)
-                messages = [m for m in messages if not self._is_partition_error(m)]
+                messages = [m for m in messages if not self._is_event(m)]
                 now = time.monotonic()
                 if now - last_lag > 10:
                     self._update_lag()
                     last_lag = now
                 if not messages:
-                    if idle_exit_s is not None and now - last_message >= idle_exit_s:
+                    if idle_exit_s is not None and now - last_message >= idle_exit_s and self._input_drained(now - last_message, idle_exit_s):
                         log.info("consumer.idle_exit", idle_s=idle_exit_s)
                         break
                     continue
@@ -212,13 +219,29 @@ class StreamProcessor:
         except Exception as exc:  # noqa: BLE001 - lag is best effort
             log.debug("consumer.lag_failed", error=str(exc))
 
-    @staticmethod
-    def _is_partition_error(message) -> bool:
+    def _is_event(self, message) -> bool:
+        """Partition EOF and errors are events, not reports; EOF marks are kept for --idle-exit."""
+        from confluent_kafka import KafkaError
+
         error = message.error()
+        where = (message.topic(), message.partition())
         if error is None:
+            self._at_eof.discard(where)
             return False
-        log.warning("consumer.partition_error", error=str(error))
+        if error.code() == KafkaError._PARTITION_EOF:
+            self._at_eof.add(where)
+        else:
+            log.warning("consumer.partition_error", error=str(error))
         return True
+
+    def _input_drained(self, idle_s: float, idle_exit_s: float) -> bool:
+        """Idle means: every assigned partition is read to its end (not merely a rebalance pause).
+        A replica that never gets a partition (more replicas than partitions) gives up after 6x."""
+        assignment = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        if assignment:
+            self._ever_assigned = True
+            return assignment <= self._at_eof
+        return idle_s >= 6 * idle_exit_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
