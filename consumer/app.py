@@ -34,10 +34,12 @@ class Processed:
 
     outputs: list[OutRecord]
     report_id: str | None = None
+    category: str | None = None
     published: int = 0
     for_review: int = 0
     dead_letter_stage: str | None = None
     timestamp_ms: int | None = None
+    committed_ms: float | None = None
 
 
 class StreamProcessor:
@@ -153,6 +155,7 @@ class StreamProcessor:
         metrics.TRANSACTIONS.labels("committed").inc()
         now_ms = time.time() * 1000
         for result in results:
+            result.committed_ms = now_ms
             metrics.PUBLISHED.inc(result.published)
             metrics.FOR_REVIEW.inc(result.for_review)
             if result.timestamp_ms:
@@ -196,7 +199,8 @@ class StreamProcessor:
         for_review = sum(1 for f in record.fields if f.route == "review")
         log.info("consumer.extracted", report_id=record.report_id, published=published, for_review=for_review,
                  seconds=round(record.seconds, 4), **where)
-        return Processed(outputs, record.report_id, published, for_review, timestamp_ms=ts if ts_type else None)
+        return Processed(outputs, record.report_id, record.category.value, published, for_review,
+                         timestamp_ms=ts if ts_type else None)
 
     def _rewind(self) -> None:
         """After an abort, go back to the committed offsets so the batch is consumed again."""
