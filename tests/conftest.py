@@ -16,7 +16,18 @@ import pytest
 
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
-    """Bootstrap address of the session's broker."""
+    """Bootstrap address of the session's broker.
+
+    ``CMRX_TEST_KAFKA=testcontainers`` runs the suite against a Kafka container instead (where a
+    Docker engine exists; never the only way: the default is the local KRaft broker)."""
+    import os
+
+    if os.environ.get("CMRX_TEST_KAFKA") == "testcontainers":
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
     from cmrx.kafka_local import broker_session
 
     with broker_session() as bootstrap:
