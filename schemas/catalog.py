@@ -40,6 +40,7 @@ class FieldSpec(BaseModel):
     reference: Reference | None = None
     plausible: tuple[float, float]
     synonyms: tuple[str, ...] = ()
+    parts: tuple[str, ...] = ()  # label parts for the rules extractor, e.g. (LV, EDV, INDEX)
 
     @property
     def side(self) -> str | None:
@@ -56,12 +57,31 @@ class CategorySpec(BaseModel):
     display: str
 
 
+class CategoryRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    category: str
+    weight: float = 1.0
+    phrases: tuple[str, ...]
+
+
+class RulesVocabulary(BaseModel):
+    """The deterministic extractor's label vocabulary (``rules:`` in catalog.yaml)."""
+
+    model_config = ConfigDict(frozen=True)
+    parts: dict[str, dict[str, tuple[str, ...]]] = Field(default_factory=dict)
+    abbreviations: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    index_abbreviations: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    negators: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    categories: tuple[CategoryRule, ...] = ()
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(frozen=True)
     code_system: str
     category_code_system: str
     fields: tuple[FieldSpec, ...]
     categories: tuple[CategorySpec, ...] = Field(min_length=1)
+    rules: RulesVocabulary = Field(default_factory=RulesVocabulary)
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -87,6 +107,7 @@ def load_catalog(path: Path = CATALOG_PATH) -> Catalog:
         category_code_system=raw["category_code_system"],
         fields=raw["fields"],
         categories=categories,
+        rules=raw.get("rules") or {},
     )
 
 

@@ -1,0 +1,105 @@
+"""``rules``: the deterministic extractor. No GPU, no model: a small grammar over labels, numbers
+and units, driven by the catalog vocabulary. It runs alone where a hospital has no GPU and gives
+every LLM answer an independent cross-check.
+
+Modules: ``tokens`` (numbers with units, dates/ranges/list markers flagged), ``lexicon`` (label
+vocabulary from the catalog, typo-tolerant), ``grammar`` (labels bind the numbers after them,
+prose and lists included), ``tables`` (column headers), ``document`` (headings and context),
+``category`` (phrase rules on the impression).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from extraction.backends.base import BackendOutput, ExtractionBackend, Sample
+from extraction.backends.rules.category import classify
+from extraction.backends.rules.document import DocumentReader
+from extraction.backends.rules.grammar import Candidate
+from extraction.backends.rules.lexicon import get_lexicon
+from schemas.catalog import FIELD_KEYS
+from schemas.messages import Evidence, ModelInfo, Span
+
+VERSION = "rules-1"
+_DECIMALS = re.compile(r"\d+(?:[.,](\d+))?")
+
+
+@dataclass
+class RulesResult:
+    values: dict[str, float | None]
+    evidence: dict[str, Evidence]
+    category: str | None
+    category_reason: str
+
+
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= max(0.01, 0.005 * abs(b))
+
+
+def _decimals(c: Candidate) -> int:
+    m = _DECIMALS.search(c.original)
+    return len(m.group(1) or "") if m else 0
+
+
+def vote(cands: list[Candidate]) -> list[Candidate]:
+    """The agreeing candidates of the most structured source, or [] when they disagree.
+
+    A table row beats a measurement line beats prose. Values equal after rounding to the less
+    precise one agree (table 42.4 %, impression 42 %): the more precise one is kept.
+    """
+    top = max(c.priority for c in cands)
+    group = [c for c in cands if c.priority == top]
+    group.sort(key=_decimals, reverse=True)
+    best = group[0]
+    for c in group[1:]:
+        if _close(c.value, best.value):
+            continue
+        d = _decimals(c)
+        if round(best.value, d) == round(c.value, d) and d < _decimals(best):
+            continue
+        return []
+    return [c for c in group if _close(c.value, best.value) or _decimals(c) < _decimals(best)]
+
+
+def extract_rules(text: str) -> RulesResult:
+    """Values (canonical units, 2 decimals), evidence and category of one cleaned report."""
+    reader = DocumentReader(get_lexicon())
+    by_key: dict[str, list[Candidate]] = {}
+    for c in reader.candidates(text):
+        by_key.setdefault(c.key, []).append(c)
+    values: dict[str, float | None] = dict.fromkeys(FIELD_KEYS)
+    evidence: dict[str, Evidence] = {}
+    for key, cands in by_key.items():
+        chosen = vote(cands)
+        if not chosen:
+            continue
+        values[key] = chosen[0].value
+        spans: list[Span] = []
+        seen: set[tuple[int, int]] = set()
+        for c in chosen:
+            for s, e in c.spans + c.extra_spans:
+                if (s, e) not in seen and 0 <= s < e <= len(text):
+                    seen.add((s, e))
+                    spans.append(Span.model_construct(start=s, end=e, text=text[s:e]))  # valid by construction
+        evidence[key] = Evidence.model_construct(spans=spans, original_value=chosen[0].original)
+    category, reason = classify(text[:300_000])
+    return RulesResult(values, evidence, category, reason)
+
+
+class RulesBackend(ExtractionBackend):
+    """Deterministic: one sample; the pipeline replicates it for the stability score."""
+
+    name = "rules"
+    deterministic = True
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(backend=self.name, model=VERSION)
+
+    def extract(self, text: str, *, n_samples: int = 1) -> BackendOutput:
+        r = extract_rules(text)
+        return BackendOutput(samples=[Sample(values=r.values, category=r.category, category_reason=r.category_reason,
+                                             evidence=r.evidence)])
+
+
+__all__ = ["RulesBackend", "RulesResult", "extract_rules", "vote"]

@@ -1,0 +1,152 @@
+"""Walks a report line by line: headings set the context, tables set columns, lines give values.
+
+Input bounds keep time linear and small on hostile text: only the first MAX_TEXT characters are
+read and lines longer than MAX_LINE are skipped (no report writes a measurement that way).
+"""
+
+from __future__ import annotations
+
+import re
+
+from extraction.backends.rules.grammar import Candidate, Context, Item, LineParser, lexicalize
+from extraction.backends.rules.lexicon import Lexicon
+from extraction.backends.rules.tables import Grid, detect_header, is_separator
+from extraction.backends.rules.tokens import tokenize
+
+MAX_TEXT = 300_000
+MAX_LINE = 2_000
+HEADING_MAX = 100
+PREFIX_MAX_WORDS = 6
+BULLETS = frozenset("-*+>#")
+# Section words after which nothing said before about sides applies.
+SECTION_RESET = frozenset({"impression", "impressions", "impr", "conclusion", "conclusions", "summary", "assessment",
+                           "opinion", "interpretation", "findings", "comment", "comments", "history", "indication",
+                           "technique", "comparison", "report"})
+_SENTENCE_INSIDE = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
+HEADING_NEG_MAX_WORDS = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
+
+
+def mask_csv(line: str) -> str | None:
+    """'LVEDV,150,mL' -> 'LVEDV|150|mL' (same length, so offsets hold); None if not a CSV row."""
+    for delim in (",", ";", "\t"):
+        if line.count(delim) < 2 or (delim != "\t" and delim + " " in line and '"' not in line):
+            continue
+        count, out, quoted = 0, [], False
+        for i, c in enumerate(line):
+            if c == '"':
+                quoted = not quoted
+                out.append(" ")
+            elif c == delim and not quoted:
+                nxt = line[i + 1:i + 2]
+                if nxt == " " and delim != "\t":
+                    count = -1000  # prose: ', ' separates words, not cells
+                if line[i - 1:i].isdigit() and nxt.isdigit():
+                    out.append(c)  # '99,3' is a decimal comma, not a cell boundary
+                else:
+                    count += 1
+                    out.append("|")
+            else:
+                out.append(c)
+        if count >= 2 and "|" not in line:
+            return "".join(out)
+    return None
+
+
+class DocumentReader:
+    def __init__(self, lex: Lexicon) -> None:
+        self.lex = lex
+        self.parser = LineParser(lex)
+
+    def candidates(self, text: str) -> list[Candidate]:
+        """All candidates of the report, spans as absolute offsets in ``text``."""
+        ctx = Context()
+        grid: Grid | None = None
+        out: list[Candidate] = []
+        offset = 0
+        for raw in text[:MAX_TEXT].split("\n"):
+            start = offset
+            offset += len(raw) + 1
+            if not raw.strip() or len(raw) > MAX_LINE:
+                ctx.paragraph()
+                grid = None
+                continue
+            if is_separator(raw):
+                continue
+            line = mask_csv(raw) or raw
+            toks = tokenize(line)
+            items = lexicalize(toks, self.lex)
+            if grid is not None and grid.accepts(line, toks):
+                grid.start_row(line, toks)
+                cands = self.parser.parse(items, line, ctx, row=grid, content_start=_content_start(items))
+                if self.parser.first_label is not None and not self.parser.continued:
+                    grid.prev_label = self.parser.first_label
+                    grid.prev_label.abs_span = (grid.prev_label.start + start, grid.prev_label.end + start)
+                out.extend(_absolute(cands, start))
+                continue
+            grid = detect_header(line, toks, items, start)
+            if grid is not None:
+                continue
+            content_start, line_neg = self._prefix_heading(items, ctx)
+            if any(t.kind == "num" for t in toks):
+                cands = self.parser.parse(items, line, ctx, line_neg=line_neg, content_start=content_start)
+            else:  # no number, no value: only the sides it mentions matter
+                cands = []
+                for it in items:
+                    if it.kind == "term":
+                        for slot, part in it.entry.parts:
+                            if slot == "side":
+                                for side in part.split("+"):
+                                    ctx.mention(side)
+            if not cands and _looks_like_heading(raw):
+                slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term"]
+                negs = [it.entry.neg for it in items if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
+                short = sum(it.kind in ("word", "term", "neg") for it in items) <= HEADING_NEG_MAX_WORDS
+                ctx.heading(slot_sets, negs[0] if negs and short else None)
+            out.extend(_absolute(cands, start))
+        return out
+
+    def _prefix_heading(self, items: list[Item], ctx: Context) -> tuple[int, str | None]:
+        """'RIGHT VENTRICLE: EDV ...' -> context RV for this line and the next ones.
+
+        Returns where the line's content starts (after bullets and the heading) and the
+        negation the heading puts on the line ('Stress perfusion: ...', 'Prior study: ...').
+        """
+        first = _content_start(items)
+        colon = next((i for i, it in enumerate(items) if it.kind == "mark" and it.text == ":"), None)
+        if colon is None or colon == 0:
+            return first, None
+        head = items[:colon]
+        words = [it for it in head if it.kind in ("word", "term", "neg")]
+        if len(words) > PREFIX_MAX_WORDS or any(it.kind == "unit" or (it.kind == "num" and it.tok.unit) for it in head):
+            return first, None  # 'Prior study (2019):' is a heading, 'HR 60 bpm:' is not
+        if any(it.kind == "term" and any(s == "qty" for s, _ in it.entry.parts) for it in head):
+            return first, None  # 'LA VOLUME: 85 ml' is a label, not a heading
+        sides = [dict(it.entry.parts) for it in head if it.kind == "term" and any(s == "side" for s, _ in it.entry.parts)]
+        if sides or any(it.text in SECTION_RESET for it in head if it.kind == "word"):
+            ctx.heading(sides, None)
+        negs = [it.entry.neg for it in head if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
+        content = items[colon + 1].start if colon + 1 < len(items) else first
+        return content, negs[0] if negs else None
+
+
+def _content_start(items: list[Item]) -> int:
+    for it in items:
+        if it.kind == "mark" and it.text in BULLETS:
+            continue
+        if it.kind == "num" and it.tok is not None and it.tok.flag == "junk":
+            continue  # list marker '1.'
+        if it.kind == "mark" and it.text in ".)":
+            continue
+        return it.start
+    return 0
+
+
+def _looks_like_heading(raw: str) -> bool:
+    s = raw.strip()
+    return len(s) <= HEADING_MAX and s[-1] not in ".?!" and not _SENTENCE_INSIDE.search(s)
+
+
+def _absolute(cands: list[Candidate], offset: int) -> list[Candidate]:
+    for c in cands:
+        c.spans = [(s + offset, e + offset) for s, e in c.spans]
+    return cands

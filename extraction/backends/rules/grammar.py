@@ -1,0 +1,602 @@
+"""The line grammar: a label (a run of vocabulary phrases) binds the numbers that follow it.
+
+One left-to-right pass over a line's items with a small state: the open label, a queue of labels
+for lists ("LVEF and RVEF are 41% and 53%"), a pending negation ("previously", "peak stress"),
+and the context (section heading, last side mentioned). The same pass reads measurement lines,
+key=value exports, prose sentences and table rows (a row adds its column's parts to each number).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from extraction.backends.rules.lexicon import ATRIA, VENTRICLES, Entry, Lexicon
+from extraction.backends.rules.tokens import Token
+from functools import lru_cache
+
+from extraction.normalize import WEAK_UNITS, convert, round_canonical
+from extraction.normalize import canonical_unit as _canonical_unit
+from schemas.catalog import CATALOG
+
+MERGE_GAP = 3  # filler words allowed inside one label ("RA area in the 4-chamber view")
+BIND_GAP = 8  # filler words allowed between a label and its first number
+AGAIN_GAP = 3  # ... and between one value and the next value of the same label
+NEG_REACH = 2  # a negator reaches a label starting within this many words
+LIST_WORDS = frozenset({"and", "&", "as", "well"})
+LIST_MARKS = frozenset(",/&")
+ABBREVIATION_DOTS = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
+                               "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
+PLAUSIBLE = {f.key: f.plausible for f in CATALOG.fields}
+
+
+@lru_cache(maxsize=1024)
+def canonical_unit(unit: str) -> str | None:
+    return _canonical_unit(unit)
+DEFAULT_SLOTS = ("contrast", "tissue")  # heading slots a label may inherit ("Post-contrast T1" heading)
+QUALIFIER_SLOTS = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
+TRAILING_SLOTS = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
+CORRECTION_PRIORITY = 9  # 'Correction: ... the correct value is 85 g' overrides the original report
+
+
+@dataclass(slots=True)
+class Item:
+    kind: str  # 'term' | 'neg' | 'word' | 'mark' | 'num' | 'unit'
+    start: int
+    end: int
+    text: str = ""
+    entry: Entry | None = None
+    tok: Token | None = None
+
+
+@dataclass(slots=True)
+class Label:
+    slots: dict[str, str]
+    start: int
+    end: int
+    sides: list[str] = field(default_factory=list)  # "LV and RV ejection fraction"
+    unit: str | None = None  # '[ml]' or '(ms)' inside the label
+    closed: bool = False  # a ':' or '=' ended it
+    negated: bool = False
+    bound: dict[int, list[bool]] = field(default_factory=dict)  # column -> indexed-ness of its values
+    abs_span: tuple[int, int] | None = None  # set when the label is on another line (a table row above)
+    trailing: bool = False  # its values take their view/location from words after them
+    strict: bool = False  # an ambiguous abbreviation ('Mi'): only a value with a fitting unit binds
+
+    @property
+    def has_qty(self) -> bool:
+        return "qty" in self.slots or self.slots.get("measure") == "WTABBR"
+
+    def fresh(self) -> Label:
+        return Label(dict(self.slots), self.start, self.end, list(self.sides), self.unit, self.closed, self.negated,
+                     abs_span=self.abs_span)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One value found for a field; the backend votes among candidates of one field."""
+
+    key: str
+    value: float
+    priority: int  # 3 table row, 2 measurement line (label first on its line), 1 prose
+    spans: list[tuple[int, int]]  # offsets in the line: label, value
+    original: str
+    extra_spans: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets (table header)
+
+
+@dataclass
+class Context:
+    """What a label without a side means: the section heading and the last side mentioned."""
+
+    head_v: str | None = None
+    head_a: str | None = None
+    head_neg: str | None = None
+    defaults: dict[str, str] = field(default_factory=dict)
+    para_v: str | None = None
+    para_a: str | None = None
+
+    def mention(self, side: str) -> None:
+        if side in VENTRICLES:
+            self.para_v = side
+        elif side in ATRIA:
+            self.para_a = side
+
+    def vside(self) -> str | None:
+        return self.para_v or self.head_v
+
+    def aside(self) -> str | None:
+        return self.para_a or self.head_a
+
+    def heading(self, slot_sets: list[dict[str, str]], neg: str | None) -> None:
+        sides = [s["side"] for s in slot_sets if "side" in s]
+        self.head_v = next((s for s in sides if s in VENTRICLES), None)
+        self.head_a = next((s for s in sides if s in ATRIA), None)
+        self.head_neg = neg
+        self.defaults = {}
+        for s in slot_sets:
+            for slot in DEFAULT_SLOTS:
+                if slot in s:
+                    self.defaults[slot] = s[slot]
+            if s.get("qty") == "T1":
+                self.defaults["qty"] = "T1"
+        self.paragraph()
+
+    def paragraph(self) -> None:
+        self.para_v = self.para_a = None
+
+
+class Column(Protocol):
+    kind: str  # 'value' | 'feature' (others are never asked for)
+    index: int
+    slots: dict[str, str]
+    unit: str | None
+    abs_span: tuple[int, int] | None
+
+
+class Row(Protocol):
+    """A table row: where each number sits, the row's unit cell, the label of the row above."""
+
+    row_unit: str | None
+    prev_label: Label | None
+    continues: bool  # the row's label cell is empty: it continues the row above
+
+    def column(self, tok: Token) -> Column | None: ...
+
+
+def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
+    """Group words into the longest vocabulary phrases; '-' and '_' join words, '/' may too.
+
+    An identifier that ends in a unit ('weight_lb', 'lvci_l_min_m2', 't1n_s') gives the label
+    its unit, as '[lb]' would.
+    """
+    items: list[Item] = []
+    run: list[tuple[str, int, int, bool, bool]] = []  # word, start, end, tied by '_', Title-case
+    entries, longest, vocab = lex.entries, lex.longest, lex.vocab
+
+    def flush() -> None:
+        unit_item = None
+        if len(run) > 1 and run[-1][3]:
+            for k in range(min(4, len(run) - 1), 0, -1):
+                tail = run[-k:]
+                if all(r[3] for r in tail) and tuple(r[0] for r in run[-k - 1:]) not in entries:
+                    spelled = "/".join(r[0] for r in tail)
+                    if canonical_unit(spelled) is not None:
+                        unit_item = Item("unit", tail[0][1], tail[-1][2], spelled)
+                        del run[-k:]
+                        break
+        i, size = 0, len(run)
+        while i < size:
+            word, start, stop, _, title = run[i]
+            for n in range(min(longest.get(word, 0), size - i), 0, -1):
+                key = (word,) if n == 1 else tuple(r[0] for r in run[i:i + n])
+                entry = entries.get(key)
+                if entry is not None and entry.abbr and n == 1 and title:
+                    entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
+                if entry is not None:
+                    items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2], " ".join(key), entry))
+                    i += n
+                    break
+            else:
+                items.append(Item("mark" if word == "/" else "word", start, stop, word))
+                i += 1
+        run.clear()
+        if unit_item is not None:
+            items.append(unit_item)
+
+    last_word = False
+    tie = False
+    for j, t in enumerate(toks):
+        kind = t.kind
+        if kind == "word":
+            word = t.text
+            if t.flag != "view" and word not in vocab and len(word) >= 4:
+                word = lex.correct(word, run[-1][0] if run else "")
+            if word == "chamber" and not run:
+                view = _view_number(items)
+                if view is not None:  # '(4-camber)'
+                    word = view
+            run.append((word, t.start, t.end, tie and t.spaces == 0, t.title))
+            last_word, tie = True, False
+            continue
+        if kind == "mark" and run and last_word:
+            text = t.text
+            if text in "-_" and t.spaces <= 1:
+                tie = text == "_" and t.spaces == 0
+                continue  # 'end-diastolic', 'lv_edv': keep the run going
+            nxt = toks[j + 1] if j + 1 < len(toks) else None
+            if text == "." and t.spaces == 0 and nxt is not None and nxt.kind == "word" and nxt.spaces == 0:
+                tie = False
+                continue  # 'lv.edv', 't1n.blood': an identifier
+            if text == "/" and nxt is not None and nxt.kind == "word":
+                run.append(("/", t.start, t.end, False, False))
+                last_word = tie = False
+                continue
+        tie = False
+        if run:
+            flush()
+        last_word = False
+        if kind == "num":
+            items.append(Item("num", t.start, t.value_end, t.text, tok=t))
+        elif kind == "unit":
+            items.append(Item("unit", t.start, t.end, t.unit or "", tok=t))
+        else:
+            items.append(Item("mark", t.start, t.end, t.text, tok=t))
+    if run:
+        flush()
+    return items
+
+
+def _view_number(items: list[Item]) -> str | None:
+    """A misspelt '4-chamber': the number before is the view, not a value; pops it from items."""
+    k = len(items) - 1
+    if k >= 0 and items[k].kind == "mark" and items[k].text == "-":
+        k -= 1
+    if k >= 0 and items[k].kind == "num" and items[k].text in ("2", "3", "4") and not items[k].tok.unit:
+        view = items[k].text + "ch"
+        del items[k:]
+        return view
+    return None
+
+
+def _is_boundary(item: Item, prev: Item | None, line: str) -> bool:
+    """Sentence or clause end: ';', or '.' then a space (not 'approx. 44', 'th. anteroseptal')."""
+    if item.text == ";":
+        return True
+    if item.text != ".":
+        return False
+    if prev is not None and prev.kind == "word" and prev.end == item.start and prev.text in ABBREVIATION_DOTS:
+        return False
+    rest = line[item.end:item.end + 3]
+    if rest == "":
+        return True
+    if rest[0] != " ":
+        return False
+    nxt = rest.strip()[:1]
+    return not nxt.isdigit()
+
+
+class LineParser:
+    """Binds numbers to labels in one line and returns the candidates."""
+
+    def __init__(self, lex: Lexicon) -> None:
+        self.lex = lex
+
+    def parse(self, items: list[Item], line: str, ctx: Context, row: Row | None = None,
+              line_neg: str | None = None, content_start: int = 0) -> list[Candidate]:
+        self.line, self.ctx, self.row, self.line_neg = line, ctx, row, line_neg
+        self.content_start = content_start
+        self.first_label: Label | None = None
+        self.continued = False  # a table row without a label of its own (continues the row above)
+        self.correction = False  # the line corrects a value ('Correction: ... the correct value is 85 g')
+        self.row_neg = False
+        self.out: list[Candidate] = []
+        self._reset()
+        self.last_view: str | None = None
+        self.last_col: Column | None = None
+        self.last_num_item = -10
+        prev: Item | None = None
+        for idx, it in enumerate(items):
+            kind = it.kind
+            if kind == "term":
+                self._term(it)
+            elif kind == "neg":
+                self._neg(it)
+            elif kind == "word":
+                self._word(it)
+            elif kind == "mark":
+                if _is_boundary(it, prev, line) and not (self.correction and it.text == ";"):
+                    self._retract_if_pending()
+                    self._reset()
+                else:
+                    self._mark(it)
+            elif kind == "unit":
+                if self.row is None and self.label is not None and not self.label.bound:
+                    self.label.unit = it.text
+            elif kind == "num":
+                self._num(it, idx, items)
+            prev = it
+        self._retract_if_pending()
+        return self.out
+
+    # -- state ------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self.label: Label | None = None
+        self.queue: list[Label] = []
+        self.list_vals: list[tuple[Label, Item, float]] = []
+        self.joiner_only = True
+        self.gap = 0
+        self.pending: str | None = None
+        self.pending_age = 0
+        self.block = 0  # words left during which the next number is dropped
+        self.retract: list[Candidate] | None = None
+        self.last_emitted: list[Candidate] = []
+        self.post_window = 0
+        self.awaiting: tuple | None = None  # a value waiting for a trailing view/location
+        self.label_emits: list[Candidate] = []
+        self.last_bound: Label | None = None
+
+    def _retract_if_pending(self) -> None:
+        if self.retract:
+            self.out = [c for c in self.out if all(c is not r for r in self.retract)]
+        self.retract = None
+
+    # -- items ------------------------------------------------------------------------------
+    def _term(self, it: Item) -> None:
+        self._retract_if_pending()
+        self.post_window = 0
+        self.block = 0  # 'normal in size, end-diastolic volume 159 cc': the range word spoke of no number
+        slots = dict(it.entry.parts)
+        if self.awaiting is not None and self._complete(slots):
+            return
+        self.awaiting = None
+        lab = self.label
+        side = slots.get("side")
+        pair: list[str] = []
+        if side is not None and "+" in side:  # 'left and right ventricular'
+            pair = side.split("+")
+            del slots["side"]
+            side = None
+            for s in pair:
+                self.ctx.mention(s)
+        if side is not None:
+            self.ctx.mention(side)
+        if lab is not None and not lab.bound and not lab.closed and self.gap <= MERGE_GAP and not pair:
+            if side is not None and not lab.has_qty and set(lab.slots) == {"side"} and self.joiner_only \
+                    and lab.slots["side"] != side and (side in VENTRICLES) == (lab.slots["side"] in VENTRICLES):
+                lab.sides = (lab.sides or [lab.slots["side"]]) + [side]  # 'LV and RV EDV', 'LV/RV EDV'
+                lab.slots.update({k: v for k, v in slots.items() if k != "side"})
+                lab.end, self.gap = it.end, 0
+                return
+            if all(lab.slots.get(k, v) == v for k, v in slots.items()) and not (lab.sides and side):
+                lab.slots.update(slots)
+                lab.end, self.gap = it.end, 0
+                if "view" in slots:
+                    self.last_view = slots["view"]
+                return
+        if lab is not None and not lab.bound and lab.has_qty and self.joiner_only and not lab.negated \
+                and ("qty" in slots) and self.gap <= MERGE_GAP and not lab.strict and not it.entry.strict:
+            self.queue.append(lab)
+        else:
+            self.queue = []
+            self.list_vals = []
+        new = Label(slots, it.start, it.end, sides=pair, strict=it.entry.strict)
+        self.label_emits = []
+        prev = self.last_bound
+        if prev is not None and set(slots) <= QUALIFIER_SLOTS and prev.has_qty:
+            new.slots = {**prev.slots, **slots}
+            new.trailing = prev.trailing
+        if self.pending and self.pending_age <= NEG_REACH:
+            new.negated = True
+        if "view" not in slots and slots.get("qty") in ("AREA", "LENGTH") and self.last_view:
+            new.slots["view"] = self.last_view
+        if "view" in slots:
+            self.last_view = slots["view"]
+        self.label, self.gap, self.joiner_only = new, 0, True
+        self.pending = None
+        self.block = 0
+        if self.first_label is None:
+            self.first_label = new
+
+    def _neg(self, it: Item) -> None:
+        kind = it.entry.neg
+        if self.row is not None and self.first_label is None and kind in ("prior", "stress", "ref"):
+            self.row_neg = True  # the row's own label says 'prior', 'stress' or 'normal range'
+            return
+        if kind == "ref":
+            self.block = 3
+            return
+        if kind == "correction":
+            self.correction = True
+            self.block = 0  # 'the correct value is 85 g' speaks of the number that follows
+            return
+        if kind == "prior" and self.correction:
+            self.block = 3  # 'was transcribed as 68 g': drop that number, keep the label
+            return
+        if kind == "prior" and self.post_window > 0 and self.last_emitted:
+            self.retract = list(self.last_emitted)
+        if self.label is not None and not self.label.bound:
+            self.label.negated = True
+        self.pending, self.pending_age = kind, 0
+        self.block = 3
+        self.joiner_only = False
+
+    def _word(self, it: Item) -> None:
+        if it.text == "respectively" and self.label is not None and not (self.queue or self.label.sides):
+            bad = self.label_emits  # one label, several values 'respectively': which is which is unknown
+            self.out = [c for c in self.out if all(c is not b for b in bad)]
+            self.label_emits = []
+        self.gap += 1
+        if it.text not in LIST_WORDS:
+            self.joiner_only = False
+        self.pending_age += 1
+        if self.block:
+            self.block -= 1
+        if self.post_window:
+            self.post_window -= 1
+
+    def _mark(self, it: Item) -> None:
+        t = it.text
+        if t in ":=":
+            if self.label is not None:
+                self.label.closed = True
+            self.joiner_only = False
+        elif t not in LIST_MARKS and t != "|":
+            if t in "()[]" and self.label is not None and not self.label.bound:
+                return
+            self.joiner_only = False
+
+    # -- numbers ----------------------------------------------------------------------------
+    def _num(self, it: Item, idx: int, items: list[Item]) -> None:
+        tok = it.tok
+        if tok.flag:
+            if tok.flag == "range":
+                self.block = 0
+            return
+        self.retract = None  # a negator followed by a number speaks of that number
+        self.awaiting = None
+        self.post_window = 0
+        self.last_emitted = []
+        if self.block:
+            self.block = 0
+            self.pending = None
+            return
+        col = None
+        if self.row is not None:
+            col = self._column(tok, idx, items)
+            if col is None:
+                return
+            if self.label is None and self.first_label is None:
+                if self.row_neg:
+                    return  # a 'Prior' or 'Normal range' row
+                if self.row.prev_label is not None and self.row.continues:
+                    self.label = self.row.prev_label.fresh()
+                    self.continued = True
+                else:  # the column header names the field: '| LVEDV (ml) | LVEF (%) |' over '| 150 | 60 |'
+                    self.label = Label({}, tok.start, tok.start)
+                    self.first_label = self.label
+        lab = self.label
+        self.last_num_item = idx
+        if lab is None:
+            return
+        if lab.negated or ((self.line_neg or self.ctx.head_neg) and lab.slots.get("state") != "REST"):
+            lab.bound.setdefault(-1, [])
+            return
+        limit = AGAIN_GAP if lab.bound else BIND_GAP
+        if self.gap > limit:
+            return
+        self.gap = 0
+        if self.queue or lab.sides:
+            self._list_value(it, tok)
+            return
+        if tok.value2 is not None:
+            q = lab.slots.get("qty")
+            if q == "BP" and not lab.bound:
+                lab.bound[0] = [False]
+                s1 = self._emit(lab, col, tok.value, tok, "SBP")
+                s2 = self._emit(lab, col, tok.value2, tok, "DBP")
+                self.last_emitted = s1 + s2
+                self.post_window = 3
+            return
+        self.last_emitted = self._bind(lab, col, tok.value, tok)
+        self.post_window = 3 if self.last_emitted else 0
+
+    def _column(self, tok: Token, idx: int, items: list[Item]) -> Column | None:
+        """A number in a table: its column; a '(101 mL/m2)' after a value shares its column."""
+        between = items[self.last_num_item + 1:idx] if self.last_num_item >= 0 else None
+        if between is not None and self.last_col is not None and all(b.kind == "mark" and b.text in "(/," for b in between) \
+                and between:
+            col = self.last_col
+        else:
+            col = self.row.column(tok)
+        self.last_col = col
+        return col
+
+    def _list_value(self, it: Item, tok: Token) -> None:
+        """Values of 'LVEF and RVEF are 41% and 53%' / 'LVEF/RVEF 20/45 %' go to the labels in order."""
+        targets: list[Label] = []
+        for lab in self.queue + [self.label]:
+            if lab.sides:
+                for s in lab.sides:
+                    t = lab.fresh()
+                    t.sides, t.slots["side"] = [], s
+                    targets.append(t)
+            else:
+                targets.append(lab)
+        values = [tok.value] + ([tok.value2] if tok.value2 is not None else [])
+        for v in values:
+            self.list_vals.append((None, it, v))
+        if len(self.list_vals) < len(targets):
+            return
+        if len(self.list_vals) == len(targets):
+            unit = next((v[1].tok.unit for v in reversed(self.list_vals) if v[1].tok.unit), None)
+            for target, (_, item, value) in zip(targets, self.list_vals):
+                self._emit(target, None, value, item.tok, None, unit_override=item.tok.unit or unit)
+        self.queue, self.list_vals = [], []
+        self.label.bound[0] = [False]
+        self.label_emits = []
+
+    def _bind(self, lab: Label, col: Column | None, value: float, tok: Token) -> list[Candidate]:
+        unit = tok.unit or lab.unit or (self.row.row_unit if self.row else None) or (col.unit if col else None)
+        cu = canonical_unit(unit) if unit else None
+        indexed = cu in ("mL/m^2", "g/m^2", "L/min/m^2")
+        cid = col.index if col is not None else 0
+        seen = lab.bound.get(cid)
+        if seen is not None and not lab.trailing and (unit is None or indexed in seen):
+            return []
+        lab.bound.setdefault(cid, []).append(indexed)
+        cands = self._emit(lab, col, value, tok, None, unit_override=unit)
+        if cands:
+            self.last_bound = lab
+        elif self._completable(lab.slots):
+            self.awaiting = (lab, col, value, tok, unit)
+            lab.bound[cid].pop()
+        return cands
+
+    @staticmethod
+    def _completable(slots: dict[str, str]) -> bool:
+        """Could a trailing view/location still name the field? ('LA area 16 cm^2 in the 4CH view')"""
+        if slots.get("qty") in ("AREA", "LENGTH"):
+            return "view" not in slots
+        if "qty" not in slots and slots.get("side") in VENTRICLES and "phase" not in slots:
+            return True  # 'a dilated LV measuring 245 ml at end-diastole'
+        return "qty" not in slots and slots.get("measure") in ("WT", "WTABBR") and "loc" not in slots
+
+    def _complete(self, slots: dict[str, str]) -> bool:
+        """A view/location term right after a waiting value completes it."""
+        if not (set(slots) <= TRAILING_SLOTS or (set(slots) == {"qty"} and slots["qty"] in ("AWT", "IWT"))):
+            return False
+        lab, col, value, tok, unit = self.awaiting
+        trial = Label({**lab.slots, **slots}, lab.start, lab.end, abs_span=lab.abs_span)
+        self.awaiting = None
+        if self._emit(trial, col, value, tok, None, unit_override=unit):
+            lab.trailing = True
+            lab.bound.setdefault(-2, [])
+            self.last_bound = lab
+            return True
+        return False
+
+    def _emit(self, lab: Label, col: Column | None, value: float, tok: Token, key: str | None,
+              unit_override: str | None = None) -> list[Candidate]:
+        unit = unit_override if unit_override is not None else tok.unit
+        slots = dict(col.slots) if col is not None else {}
+        slots.update(lab.slots)
+        defaults = self.ctx.defaults
+        if defaults:
+            if "qty" not in slots and defaults.get("qty") == "T1" and ({"contrast", "tissue"} & slots.keys()):
+                slots["qty"] = "T1"
+            if slots.get("qty") == "T1":
+                for slot in DEFAULT_SLOTS:
+                    if slot in defaults:
+                        slots.setdefault(slot, defaults[slot])
+        if lab.strict and not unit:
+            return []
+        for try_unit in (unit, None) if unit and unit.lower() in WEAK_UNITS else (unit,):
+            cu = canonical_unit(try_unit) if try_unit else None
+            k = key or self.lex.resolve(slots, cu, self.ctx.vside(), self.ctx.aside())
+            if k is None:
+                continue
+            v = convert(value, try_unit, k)
+            if v is None:
+                continue
+            lo, hi = PLAUSIBLE[k]
+            if not lo <= v <= hi:
+                continue
+            if lab.start >= self.content_start - 1 and lab.start <= self.content_start + 1:
+                priority = 2
+            else:
+                priority = 1
+            if self.row is not None:
+                priority = 3
+            if self.correction:
+                priority = CORRECTION_PRIORITY
+            number = self.line[tok.start:tok.value_end]
+            original = number if (tok.unit or not try_unit) else f"{number} {try_unit}"
+            spans = [(tok.start, tok.value_end)] if lab.abs_span else [(lab.start, lab.end), (tok.start, tok.value_end)]
+            extra = [lab.abs_span] if lab.abs_span else []
+            if col is not None and col.abs_span:
+                extra.append(col.abs_span)
+            cand = Candidate(k, round_canonical(v), priority, spans, original, extra)
+            self.out.append(cand)
+            self.label_emits.append(cand)
+            return [cand]
+        return []

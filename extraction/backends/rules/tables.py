@@ -1,0 +1,166 @@
+"""Tables: a header line names the columns, each row number takes the parts of its column.
+
+Columns are found by '|' cells (markdown/ASCII box tables, CSV after masking) or by runs of two
+or more spaces (fixed-width exports). A column is a side or a quantity ("LV", "RV", "EDV (ml)"),
+a plain value column ("Value", "Result"), the unit column, or ignored (normal/reference ranges,
+prior study, stress). LV/RV as columns and LV/RV as rows are the same thing: the row label's
+parts and the column's parts are merged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from extraction.backends.rules.grammar import Item, Label
+from extraction.backends.rules.tokens import Token
+
+VALUE_WORDS = frozenset({"value", "values", "result", "results", "measured", "measurement", "patient", "current",
+                         "today", "actual", "study", "this", "rest", "resting", "observed"})
+UNIT_WORDS = frozenset({"unit", "units", "uom"})
+IGNORED_NEGS = frozenset({"ref", "prior", "stress"})
+_WS_CELL = re.compile(r"\S+(?: \S+)*")
+_SEPARATOR = re.compile(r"^[\s\-=+|:_*~.]*$")
+
+
+@dataclass(slots=True)
+class GridColumn:
+    kind: str  # 'label' | 'value' | 'feature' | 'unit' | 'ignore' | 'empty'
+    index: int
+    start: int
+    end: int
+    slots: dict[str, str] = field(default_factory=dict)
+    unit: str | None = None
+    abs_span: tuple[int, int] | None = None
+
+
+def pipe_cells(line: str) -> list[tuple[int, int]]:
+    """Cells between '|' marks; a leading '|' opens the first cell."""
+    bars = [i for i, c in enumerate(line) if c == "|"]
+    cells: list[tuple[int, int]] = []
+    first = line.lstrip()
+    if not first.startswith("|"):
+        cells.append((0, bars[0] if bars else len(line)))
+    for a, b in zip(bars, bars[1:]):
+        cells.append((a + 1, b))
+    if bars and line[bars[-1] + 1:].strip():
+        cells.append((bars[-1] + 1, len(line)))
+    return cells
+
+
+def ws_cells(line: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _WS_CELL.finditer(line)]
+
+
+def is_separator(line: str) -> bool:
+    return bool(line.strip()) and bool(_SEPARATOR.match(line)) and any(c in line for c in "-=_")
+
+
+@dataclass
+class Grid:
+    pipe: bool
+    columns: list[GridColumn]
+    prev_label: Label | None = None
+    row_unit: str | None = None
+    line: str = ""
+    continues: bool = False
+
+    def accepts(self, line: str, toks: list[Token]) -> bool:
+        """Is this line a row of the table (as opposed to the text after it)?"""
+        if self.pipe:
+            return "|" in line
+        has_value = any(t.kind == "num" and t.flag != "junk" for t in toks)
+        placeholder = any(line[s:e] in ("-", "--", "n/a", "NA", "---") for s, e in ws_cells(line))
+        return (has_value or placeholder) and len(ws_cells(line)) >= 2
+
+    def start_row(self, line: str, toks: list[Token]) -> None:
+        """Row unit: a unit cell, or (fixed-width) a unit two or more spaces after its number."""
+        self.line = line
+        self.row_unit = None
+        cells = pipe_cells(line) if self.pipe else ws_cells(line)
+        first = self.columns[0] if self.columns else None
+        if self.pipe:
+            self.continues = bool(cells) and not line[cells[0][0]:cells[0][1]].strip()
+        else:  # fixed width: nothing written left of the first value column
+            start = min((c.start for c in self.columns if c.kind in ("value", "feature")), default=0)
+            self.continues = not line[:max(start - 1, 0)].strip() and first is not None
+        for t in toks:
+            if t.kind == "unit":
+                self.row_unit = t.unit
+            elif t.kind == "num" and t.unit and not self.pipe and t.unit_gap >= 2 and t.value2 is None:
+                self.row_unit = t.unit
+                t.unit = None
+                t.unit_end = 0
+
+    def column(self, tok: Token) -> GridColumn | None:
+        col = self._cell_column(tok) if self.pipe else self._position_column(tok)
+        return col if col is not None and col.kind in ("value", "feature") else None
+
+    def _cell_column(self, tok: Token) -> GridColumn | None:
+        for i, (s, e) in enumerate(pipe_cells(self.line)):
+            if s <= tok.start < e:
+                return self.columns[i] if i < len(self.columns) else None
+        return None
+
+    def _position_column(self, tok: Token) -> GridColumn | None:
+        best, best_overlap = None, 0
+        for c in self.columns:
+            overlap = min(tok.end, c.end) - max(tok.start, c.start)
+            if overlap > best_overlap:
+                best, best_overlap = c, overlap
+        if best is not None:
+            return best
+        center = (tok.start + tok.end) / 2
+        near = min(self.columns, key=lambda c: abs((c.start + c.end) / 2 - center))
+        return near if abs((near.start + near.end) / 2 - center) <= 8 else None
+
+
+def detect_header(line: str, toks: list[Token], items: list[Item], line_offset: int) -> Grid | None:
+    """A header names at least two value columns (LV | RV) or a value column beside unit/range."""
+    if any(t.kind == "num" and not t.flag for t in toks):
+        return None
+    pipe = line.count("|") >= 2
+    cells = pipe_cells(line) if pipe else ws_cells(line)
+    if len(cells) < 2:
+        return None
+    columns = []
+    for i, (s, e) in enumerate(cells):
+        cell_items = [it for it in items if it.start >= s and it.end <= e]
+        col = _classify(line[s:e], cell_items, i)
+        if col is None:
+            return None
+        col.index, col.start, col.end = i, s, e
+        col.abs_span = (line_offset + s, line_offset + e) if col.kind == "feature" else None
+        columns.append(col)
+    kinds = [c.kind for c in columns]
+    n_val = kinds.count("feature") + kinds.count("value")
+    if n_val >= 2 or (kinds.count("value") >= 1 and kinds.count("unit") + kinds.count("ignore") >= 1):
+        return Grid(pipe=pipe, columns=columns)
+    if pipe and kinds[0] == "label" and any(c.kind == "feature" and c.slots.keys() & {"qty", "loc"} for c in columns):
+        return Grid(pipe=pipe, columns=columns)  # '| Chamber | EDVi (ml/m2) |'
+    return None
+
+
+def _classify(text: str, items: list[Item], index: int) -> GridColumn | None:
+    if not text.strip():
+        return GridColumn("label" if index == 0 else "empty", index, 0, 0)
+    if any(it.kind == "neg" and it.entry.neg in IGNORED_NEGS for it in items):
+        return GridColumn("ignore", index, 0, 0)
+    words = [it.text for it in items if it.kind == "word"]
+    terms = [it for it in items if it.kind == "term"]
+    units = [it.text for it in items if it.kind == "unit"]
+    if terms:
+        slots: dict[str, str] = {}
+        for t in terms:
+            for slot, part in t.entry.parts:
+                if slots.get(slot, part) != part:
+                    return GridColumn("ignore", index, 0, 0)
+                slots[slot] = part
+        if len(words) > 1:
+            return None if index > 0 and len(words) > 3 else GridColumn("label" if index == 0 else "ignore", index, 0, 0)
+        return GridColumn("feature", index, 0, 0, slots=slots, unit=units[0] if units else None)
+    if words and all(w in UNIT_WORDS for w in words):
+        return GridColumn("unit", index, 0, 0)
+    if words and any(w in VALUE_WORDS for w in words):
+        return GridColumn("value", index, 0, 0, unit=units[0] if units else None)
+    return GridColumn("label" if index == 0 else "ignore", index, 0, 0)
