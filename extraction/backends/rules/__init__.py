@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from extraction.backends.base import BackendOutput, ExtractionBackend, Sample
 from extraction.backends.rules.category import classify
-from extraction.backends.rules.document import DocumentReader
+from extraction.backends.rules.document import MAX_TEXT, DocumentReader, looks_like_text
 from extraction.backends.rules.grammar import Candidate
 from extraction.backends.rules.lexicon import get_lexicon
 from schemas.catalog import FIELD_KEYS
@@ -83,7 +83,10 @@ def extract_rules(text: str) -> RulesResult:
                     seen.add((s, e))
                     spans.append(Span.model_construct(start=s, end=e, text=text[s:e]))  # valid by construction
         evidence[key] = Evidence.model_construct(spans=spans, original_value=chosen[0].original)
-    category, reason = classify(text[:300_000])
+    if looks_like_text(text):
+        category, reason = classify(text[:MAX_TEXT])
+    else:
+        category, reason = None, "not a report: the text reads as noise"
     return RulesResult(values, evidence, category, reason)
 
 

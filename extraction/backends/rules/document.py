@@ -26,6 +26,54 @@ _SENTENCE_INSIDE = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
 HEADING_NEG_MAX_WORDS = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
 
 
+NOISE_SAMPLE = 20_000
+MIN_KNOWN_SHARE = 0.10  # share of 3+ letter words that are report or common English words
+MAX_CONTROL_SHARE = 0.01
+_WORD = re.compile(r"[A-Za-z]{3,}")
+COMMON_ENGLISH = frozenset("""the and with for are was were has have had this that from not but all any can her his him
+she they them their there then than into onto over under upon about after before during while which who whom whose
+what when where why how its our out per pre post via also only both each more most much very well good normal
+mild moderate severe severely mildly moderately no yes none report patient study exam examination findings impression
+history indication technique comparison conclusion assessment summary function size shape wall walls motion segment
+segments basal mid apical anterior inferior lateral septal free cardiac heart mri cmr contrast enhancement late dilated
+dilatation enlargement reduced preserved increased decreased small large thin thick hypertrophy hypokinesis akinesis
+valve valves mitral tricuspid aortic pulmonary regurgitation stenosis effusion pericardial thrombus scar infarct
+infarction fibrosis pattern territory consistent suggest suggests suggestive likely evidence seen noted measured
+measures measuring estimated calculated value values units unit mean date name signed dictated reviewed parameter
+result results reference range sinus rhythm rate rest stress perfusion viability myocardial myocardium chamber view
+axis short long cine ssfp lge mapping native blood pool cavity ejection fraction volume volumes mass index output
+stroke diastolic systolic end left right ventricle ventricular atrium atrial atria dimension diameter length area
+thickness height weight body surface pressure""".split())
+
+
+def looks_like_text(text: str) -> bool:
+    """Random bytes or characters are no report: no value may come out of them."""
+    sample = text[:NOISE_SAMPLE]
+    if not sample:
+        return True
+    control = sum(1 for c in sample if c < " " and c not in "\n\t")
+    if control > MAX_CONTROL_SHARE * len(sample):
+        return False
+    words = _WORD.findall(sample)
+    if len(words) < 20:
+        return True  # too short to judge: 'LVEF 55 %' is a fine report line
+    vocab = _known_words()
+    known = sum(1 for w in words if w.lower() in vocab)
+    return known >= MIN_KNOWN_SHARE * len(words)
+
+
+def _known_words() -> frozenset[str]:
+    global _KNOWN
+    if _KNOWN is None:
+        from extraction.backends.rules.lexicon import get_lexicon
+
+        _KNOWN = COMMON_ENGLISH | frozenset(w for k in get_lexicon().entries for w in k if w.isalpha())
+    return _KNOWN
+
+
+_KNOWN: frozenset[str] | None = None
+
+
 def mask_csv(line: str) -> str | None:
     """'LVEDV,150,mL' -> 'LVEDV|150|mL' (same length, so offsets hold); None if not a CSV row."""
     for delim in (",", ";", "\t"):
@@ -62,6 +110,8 @@ class DocumentReader:
         ctx = Context()
         grid: Grid | None = None
         out: list[Candidate] = []
+        if not looks_like_text(text):
+            return out
         offset = 0
         for raw in text[:MAX_TEXT].split("\n"):
             start = offset

@@ -146,6 +146,7 @@ class Lexicon:
             shared = set(slot_list[0].items())
             for slots in slot_list[1:]:
                 shared &= set(slots.items())
+            shared.discard(("tissue", "MYO"))  # the default: 't1n' is native T1, 't1n blood' its blood pool
             if any(slot == "qty" for slot, _ in shared):
                 self._add(key, Entry(tuple(sorted(shared))))
 
@@ -161,7 +162,9 @@ class Lexicon:
         return True
 
     def _build_fuzzy(self) -> None:
-        words = {w for k in self.entries for w in k if w.isalpha() and len(w) >= 4} | GRAMMAR_WORDS
+        # only real words are typo targets, never made-up compounds ('LeVI' is no 'lavi')
+        words = {w for k, e in self.entries.items() if not e.abbr for w in k if w.isalpha() and len(w) >= 5}
+        words |= GRAMMAR_WORDS
         self.vocab = words | {w for k in self.entries for w in k}
         self._deletes: dict[str, set[str]] = {}
         for w in words:

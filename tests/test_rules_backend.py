@@ -1,0 +1,404 @@
+"""The deterministic ``rules`` backend: dev-set accuracy, every supported shape, distractors,
+evidence spans, and bounded time on hostile input."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+import time
+from pathlib import Path
+
+import pytest
+
+from extraction.backends import get_backend
+from extraction.backends.rules import RulesBackend, extract_rules
+from extraction.backends.rules.lexicon import get_lexicon, phrase_key
+from extraction.normalize import clean_text
+from schemas.catalog import CATALOG, FIELD_KEYS
+
+DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
+
+try:
+    from extraction.deid import deidentify
+except ImportError:  # pragma: no cover - de-identification not installed
+    deidentify = None
+
+
+def run(text: str) -> dict[str, float | None]:
+    return extract_rules(clean_text(text)).values
+
+
+def some(text: str) -> dict[str, float]:
+    return {k: v for k, v in run(text).items() if v is not None}
+
+
+def matches(pred: float | None, truth: float | None) -> bool:
+    if pred is None or truth is None:
+        return pred is None and truth is None
+    return abs(pred - truth) <= max(0.01, 0.005 * abs(truth))
+
+
+# -- dev set -------------------------------------------------------------------------------------
+def _dev_scores(prepare) -> tuple[float, float, float, list]:
+    reports = sorted(DEV.glob("*.txt"))
+    right = total = full = cats = 0
+    errors = []
+    for path in reports:
+        truth = json.loads(path.with_suffix(".json").read_text())
+        result = extract_rules(prepare(path.read_text()))
+        ok = True
+        for key in FIELD_KEYS:
+            total += 1
+            if matches(result.values[key], truth["fields"][key]):
+                right += 1
+            else:
+                ok = False
+                errors.append((path.stem, key, result.values[key], truth["fields"][key]))
+        full += ok
+        cats += result.category == truth["CATEGORY"]
+    return right / total, full / len(reports), cats / len(reports), errors
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="dev set not present")
+def test_dev_set_accuracy_clean_text():
+    variable, report, category, errors = _dev_scores(clean_text)
+    assert variable >= 0.995, errors
+    assert report >= 10 / 12, errors
+    assert category >= 0.95
+
+
+@pytest.mark.skipif(not DEV.is_dir() or deidentify is None, reason="dev set or de-identification not present")
+def test_dev_set_accuracy_after_deid():
+    variable, report, category, errors = _dev_scores(lambda t: clean_text(deidentify(t)))
+    assert variable >= 0.995, errors
+    assert report >= 10 / 12, errors
+    assert category >= 0.95
+
+
+# -- the backend contract ------------------------------------------------------------------------
+def test_backend_contract():
+    backend = get_backend("rules")
+    assert isinstance(backend, RulesBackend) and backend.deterministic and backend.name == "rules"
+    out = backend.extract(clean_text("LVEF 55 %\nIMPRESSION: dilated cardiomyopathy."), n_samples=3)
+    assert len(out.samples) == 1
+    sample = out.samples[0]
+    assert set(sample.values) == set(FIELD_KEYS)
+    assert sample.values["LVEF"] == 55 and sample.category == "DCM"
+    assert sample.category_reason == "impression: 'dilated cardiomyopathy' -> DCM"
+    assert backend.info().backend == "rules"
+
+
+def test_every_catalog_synonym_names_its_field():
+    """The catalog synonyms are the vocabulary: each must read as its own field."""
+    from extraction.backends.rules.grammar import Context, LineParser, lexicalize
+    from extraction.backends.rules.tokens import tokenize
+
+    lex = get_lexicon()
+    parser = LineParser(lex)
+    unit_of = {"cm": "cm", "kg": "kg", "m^2": "m^2", "mmHg": "mmHg", "bpm": "bpm", "mL": "ml", "L/min": "l/min",
+               "g": "g", "%": "%", "mL/m^2": "ml/m^2", "L/min/m^2": "l/min/m^2", "g/m^2": "g/m^2",
+               "cm^2": "cm^2", "ms": "ms"}
+    value = {"HEIGHT": 170, "WEIGHT": 70, "BSA": 1.8, "SBP": 120, "DBP": 70, "BHR": 60, "PRET1M": 1000,
+             "PRET1B": 1500, "POSTT1M": 450, "POSTT1B": 300, "HCT": 40, "ECV": 28}
+    failures = []
+    for f in CATALOG.fields:
+        for syn in f.synonyms:
+            v = value.get(f.key) or (f.reference.male[0] if f.reference else sum(f.plausible) / 2)
+            line = f"{syn}: {v} {unit_of[f.unit]}"
+            ctx = Context()
+            ctx.mention(f.side or "LV")  # 'edv' alone means the chamber of the section
+            cands = parser.parse(lexicalize(tokenize(line), lex), line, ctx)
+            if [c.key for c in cands] != [f.key]:
+                failures.append((f.key, syn, [c.key for c in cands]))
+    assert not failures, failures
+
+
+def test_phrase_keys():
+    assert phrase_key("LV EDV/BSA") == ("lv", "edv", "/", "bsa")
+    assert phrase_key("2-chamber") == ("2ch",)
+
+
+# -- shapes --------------------------------------------------------------------------------------
+def test_ascii_box_table_lv_rv_columns_units_in_a_column():
+    text = """VENTRICULAR VOLUMES
+|      |          |    LV | Reference |    RV | Reference |
+| EDV  | ml       |   244 |  88-168   |   174 |           |
+|      | ml/m²    |   120 |           |    86 |           |
+| EF   | %        |    42 |   58-76   |    57 |           |
+| MASS | g        |   130 |           |    42 |           |
+"""
+    assert some(text) == {"LVEDV": 244, "RVEDV": 174, "LVEDVI": 120, "RVEDVI": 86, "LVEF": 42, "RVEF": 57,
+                          "LVMASS": 130, "RVMASS": 42}
+
+
+def test_fixed_width_table_with_reference_columns():
+    text = """Parameter                     LV      RV   Unit       Ref. LV     Ref. RV
+End-Diastolic Volume       317.7   138.8   ml         (106-214)   (118-250)
+Ejection Fraction           17.6    41.4   %          (57-77)     (47-74)
+Cardiac Output              4.02       -   l/min      (4.0-8.5)
+EDV Index                  171.7    75.0   ml/m^2     (57-105)    (61-121)
+"""
+    assert some(text) == {"LVEDV": 317.7, "RVEDV": 138.8, "LVEF": 17.6, "RVEF": 41.4, "LVCO": 4.02,
+                          "LVEDVI": 171.7, "RVEDVI": 75.0}
+
+
+def test_table_with_lv_rv_as_rows():
+    text = """            EDV (ml)   ESV (ml)   EF (%)   Mass (g)
+LV             182         80      56.0       130
+RV             190         95      50.0        40
+"""
+    assert some(text) == {"LVEDV": 182, "RVEDV": 190, "LVESV": 80, "RVESV": 95, "LVEF": 56, "RVEF": 50,
+                          "LVMASS": 130, "RVMASS": 40}
+
+
+def test_markdown_table_units_only_in_header():
+    text = """| Chamber | EDVi (ml/m2) | ESVi (ml/m2) |
+|---------|--------------|--------------|
+| LV      |         55.3 |         20.1 |
+| RV      |        165.7 |            - |
+"""
+    assert some(text) == {"LVEDVI": 55.3, "RVEDVI": 165.7, "LVESVI": 20.1}
+
+
+def test_value_unit_normal_range_table_with_sections():
+    text = """Left Ventricle - Short Axis 3D
+Parameter                           Value   Unit       Normal range
+--------------------------------------------------------------------
+LV EF                                69.2   %          58 - 76
+LV EDV / BSA                         56.0   ml/m²      56 - 96
+LV Mass (diastolic)                 244.8   g          67 - 135
+"""
+    assert some(text) == {"LVEF": 69.2, "LVEDVI": 56.0, "LVMASS": 244.8}
+
+
+def test_value_and_index_in_one_cell_per_column():
+    text = """FUNCTION        LV                        RV
+EDV (index)     202 mL (101 mL/m2)        170 mL (85 mL/m2)
+CO (CI)         6.2 L/min (3.07 L/min/m2) 5.8 L/min
+"""
+    assert some(text) == {"LVEDV": 202, "LVEDVI": 101, "RVEDV": 170, "RVEDVI": 85, "LVCO": 6.2, "LVCOI": 3.07,
+                          "RVCO": 5.8}
+
+
+def test_label_value_lines_with_section_headings():
+    text = """LEFT VENTRICLE
+    END-DIASTOLIC DIAMETER: 6.1 cm
+    ANTEROSEPTAL WALL THICKNESS (DIASTOLE): 0.7 cm
+RIGHT VENTRICLE
+    END-DIASTOLIC DIAMETER (BASAL): 4.2 cm
+ATRIA
+    LA VOLUME: 85 ml (42 ml/m²)
+    LA DIMENSIONS (LV SYSTOLE)
+        AREA - 2 CHAMBER:  20 cm²
+        LENGTH - 4 CHAMBER:  5.5 cm
+"""
+    assert some(text) == {"LVEDD": 6.1, "LVAWT": 0.7, "RVEDD": 4.2, "LAV": 85, "LAVI": 42, "LAA2CH": 20,
+                          "LAL4CH": 5.5}
+
+
+def test_dot_leaders_and_bracket_units():
+    text = """Left Ventricle
+  LV end-systolic volume ................... 158 mL
+  EDV         [ml]        192.5     EDV/BSA  [ml/m²]        95.8
+  Myo mass ED [g]         159.6     Mass/BSA [g/m²]         79.4
+  Height  [cm]        : 175
+"""
+    assert some(text) == {"LVESV": 158, "LVEDV": 192.5, "LVEDVI": 95.8, "LVMASS": 159.6, "LVMASSI": 79.4,
+                          "HEIGHT": 175}
+
+
+def test_key_value_export():
+    text = """[vitals]
+height_cm=172
+weight_lb=169
+hr_bpm=75
+[lv]
+lv.edv = 91 ml
+lvci_l_min_m2=2.74
+lv.mi = 56.5 g/m²
+[atria]
+la.a4c = 17 cm²
+ra.l2c = 6.8 cm
+[tissue]
+t1n.blood = 1582 ms
+t1n_s=0.970
+"""
+    assert some(text) == {"HEIGHT": 172, "WEIGHT": 76.66, "BHR": 75, "LVEDV": 91, "LVCOI": 2.74, "LVMASSI": 56.5,
+                          "LAA4CH": 17, "RAL2CH": 6.8, "PRET1B": 1582, "PRET1M": 970}
+
+
+def test_csv_export_and_coded_semicolon_export():
+    text = """parameter,value,unit,ref_low,ref_high
+LV EDV,106.7,mL,81,205
+LV WT septal,0.8,cm,0.6,1.2
+RA vol i,180.7,mL/m2,,
+T1 myo native,1.033,s,,
+"""
+    assert some(text) == {"LVEDV": 106.7, "LVAWT": 0.8, "RAVI": 180.7, "PRET1M": 1033}
+    coded = "code;value;unit\nLVEDV;155,2;mL\nPOSTT1B;305;ms\nHCT;0,41;\nSBP;121;mm[Hg]\n"
+    assert some(coded) == {"LVEDV": 155.2, "POSTT1B": 305, "HCT": 41, "SBP": 121}
+
+
+def test_prose_forms():
+    text = ("The left ventricle is severely dilated, with an end-diastolic volume of 241 mL (120 mL/m²) and an "
+            "end-systolic volume of 180 mL. The right ventricle is mildly dilated (end-diastolic volume 167 mL, "
+            "95 mL/m²).\n"
+            "RA area is 31.8 cm² in the 4-chamber view. LA length 6.3 cm (4-chamber) and 5.2 cm (2-chamber).\n"
+            "Wall thickness is 2.1 cm at the anteroseptum and 1.1 cm inferolaterally.\n")
+    assert some(text) == {"LVEDV": 241, "LVEDVI": 120, "LVESV": 180, "RVEDV": 167, "RVEDVI": 95, "RAA4CH": 31.8,
+                          "LAL4CH": 6.3, "LAL2CH": 5.2, "LVAWT": 2.1, "LVIWT": 1.1}
+
+
+def test_respectively_lists_and_slash_pairs():
+    assert some("LVEF and RVEF are 41% and 53%, respectively.") == {"LVEF": 41, "RVEF": 53}
+    assert some("Left and right ventricular ejection fractions are 34 % and 58 %, respectively.") == {
+        "LVEF": 34, "RVEF": 58}
+    assert some("LVEF/RVEF 20/45 %") == {"LVEF": 20, "RVEF": 45}
+    assert some("LV/RV EDV 150/170 ml") == {"LVEDV": 150, "RVEDV": 170}
+    assert some("BP: 136 / 69 mmHg, HR 84/min") == {"SBP": 136, "DBP": 69, "BHR": 84}
+
+
+def test_abbreviations():
+    text = "RV\n - EDVi 95 ml/m2, ESVi 60\n - SVi 35, CI 2.9 L/min/m2\n - LVMi 80 g/m2\n - Anteroseptal WT 0.7 cm"
+    assert some(text) == {"RVEDVI": 95, "RVESVI": 60, "RVSVI": 35, "RVCOI": 2.9, "LVMASSI": 80, "LVAWT": 0.7}
+
+
+def test_unit_conversions():
+    assert some("Height: 69.00 in  Weight: 187.00 lbs") == {"HEIGHT": 175.26, "WEIGHT": 84.82}
+    assert some("HT 5'9\". WT 176 POUNDS.") == {"HEIGHT": 175.26, "WEIGHT": 79.83}
+    assert some("height 5 ft 9 in, weight 80 kg") == {"HEIGHT": 175.26, "WEIGHT": 80}
+    assert some("height 1,73 m, weight 82,9 kg, BSA 1,99 m²") == {"HEIGHT": 173, "WEIGHT": 82.9, "BSA": 1.99}
+    assert some("LVEDD 58 mm. SEPTUM (ANTEROSEPTAL) 25 MM.") == {"LVEDD": 5.8, "LVAWT": 2.5}
+    assert some("T1 mapping: native myocardial T1 1.040 s and post-contrast blood T1 0.329 s.") == {
+        "PRET1M": 1040, "POSTT1B": 329}
+    assert some("Native T1 1,020 ms") == {"PRET1M": 1020}
+    assert some("RA 4ch area 34 sq cm; LA area 2CH 2000 mm2") == {"RAA4CH": 34, "LAA2CH": 20}
+    assert some("Heart rate 65 bpm, BSA 2.03 m^2") == {"BHR": 65, "BSA": 2.03}
+
+
+def test_fractions_for_hematocrit_and_ecv():
+    assert some("Hematocrit 0.42; ECV 0,304.") == {"HCT": 42, "ECV": 30.4}
+    assert some("Hct 41%; ECV 26%") == {"HCT": 41, "ECV": 26}
+
+
+def test_typos_in_labels():
+    text = ("The left ventricle is normal in size, end diastloic volume 159 cc. Left ventricular ejecton "
+            "fraction 74 percent. The rght ventricle is dilated, with an end-diastolic volue of 290 cc.")
+    assert some(text) == {"LVEDV": 159, "LVEF": 74, "RVEDV": 290}
+
+
+def test_correction_addendum_overrides_the_original():
+    text = ("LV mass is 68 g.\n\nADDENDUM:\nCorrection: the LV mass was transcribed as 68 g in the original report; "
+            "the correct value is 85 g.")
+    assert some(text) == {"LVMASS": 85}
+
+
+def test_values_in_both_table_and_impression():
+    text = "LVEF .......... 44 %\n\nIMPRESSION: impaired LV systolic function (LVEF 44%)."
+    assert some(text) == {"LVEF": 44}
+    conflict = "LV EF: 44 %\nLV EF: 51 %"
+    assert some(conflict) == {}  # two different measurements of one field: null, never a guess
+
+
+# -- distractors ---------------------------------------------------------------------------------
+def test_normal_ranges_are_not_values():
+    assert some("EDV 99,3 ml (49,9 ml/m²; normal 56–96 ml/m²); EF 63,7 % (normal 58–76 %).") == {
+        "LVEDV": 99.3, "LVEDVI": 49.9, "LVEF": 63.7}
+    assert some("Normal values: LVEF 57-77 %, LVEDV 106-214 ml") == {}
+    assert some("LVEF (57-77)") == {}
+
+
+def test_prior_study_values_are_not_extracted():
+    assert some("Global function is reduced with an ejection fraction of 21% (previously 29% on the prior study).") == {
+        "LVEF": 21}
+    assert some("Prior study (2019): LVEF 45 %, LVEDV 180 ml") == {}
+    assert some("History: LVEF 35% on echo.") == {}
+
+
+def test_stress_values_are_not_the_baseline():
+    text = "Rest HR 65 bpm, peak stress HR 94 bpm; rest BP 151/70 mmHg, stress BP 141/61 mmHg."
+    assert some(text) == {"BHR": 65, "SBP": 151, "DBP": 70}
+
+
+def test_non_field_numbers_are_never_extracted():
+    text = ("SAM with LVOT flow acceleration (estimated peak gradient 64 mmHg). Patchy mid-wall LGE, estimated at "
+            "approximately 16% of LV mass. The septal leaflet is apically displaced by 27 mm. Atrialized portion "
+            "approx. 44 ml. Severe tricuspid regurgitation (regurgitant fraction 45%). Main pulmonary artery "
+            "dilated (38 mm). Qp:Qs 1.4. Subendocardial LGE 50-75% transmural. Scar burden 12 g.\n"
+            "Phase-contrast flow: aortic forward flow 76 ml/beat.")
+    assert some(text) == {}
+
+
+def test_implausible_values_become_null():
+    assert some("LVEF 250 %") == {}
+    assert some("Heart rate 999 bpm") == {}
+    assert some("LVEDV 15 L") == {}  # 15000 ml
+
+
+def test_names_and_dates_are_not_values():
+    assert some("Reporting consultant: Dr Ravi O'Sullivan   Verified January 15, 2021") == {}
+    assert some("DOB: 08/08/1972  Exam 22.09.2024 at 16:37, 1.5T scanner, 62 yo man, 3D SSFP") == {}
+
+
+# -- evidence ------------------------------------------------------------------------------------
+def test_spans_point_at_label_and_number():
+    text = clean_text("Vitals: HEIGHT: 69.00 in\nLA VOLUME: 85 ml (42 ml/m²)\nBP 132/77")
+    r = extract_rules(text)
+    for key, number in (("HEIGHT", "69.00"), ("LAV", "85"), ("LAVI", "42"), ("SBP", "132"), ("DBP", "77")):
+        ev = r.evidence[key]
+        assert any(number in text[s.start:s.end] for s in ev.spans), (key, ev)
+        assert all(text[s.start:s.end] == s.text for s in ev.spans)
+    assert r.evidence["HEIGHT"].original_value == "69.00 in"
+    assert r.evidence["LAVI"].original_value == "42 ml/m^2"
+    assert any(s.text == "LA VOLUME" for s in r.evidence["LAV"].spans)
+
+
+@pytest.mark.skipif(not DEV.is_dir(), reason="dev set not present")
+def test_dev_spans_contain_the_numbers():
+    for path in sorted(DEV.glob("*.txt")):
+        text = clean_text(path.read_text())
+        r = extract_rules(text)
+        for key, value in r.values.items():
+            if value is None:
+                continue
+            ev = r.evidence[key]
+            assert ev.spans and ev.original_value
+            assert any(any(ch.isdigit() for ch in text[s.start:s.end]) for s in ev.spans), (path.stem, key)
+
+
+# -- hostile input -------------------------------------------------------------------------------
+def _timed(text: str) -> tuple[float, dict]:
+    start = time.perf_counter()
+    r = extract_rules(clean_text(text))
+    return time.perf_counter() - start, r
+
+
+def test_five_megabytes_of_random_text_is_bounded_and_null():
+    rng = random.Random(7)
+    text = "".join(rng.choice(string.ascii_letters + string.digits + string.punctuation + " \n") for _ in range(5_000_000))
+    seconds, r = _timed(text)
+    assert seconds < 20
+    assert all(v is None for v in r.values.values())
+
+
+def test_long_lines_and_repetitions_are_bounded():
+    for text in ("x" * 100_000, "EDV " * 100_000, "LVEF 55 % " * 20_000, "(" * 50_000 + "EF 55" + ")" * 50_000,
+                 "1" * 100_000, "1.1." * 30_000, ",".join(["1"] * 50_000), "-" * 100_000):
+        seconds, r = _timed(text)
+        assert seconds < 5, text[:20]
+        assert all(v is None for v in r.values.values()), text[:20]
+
+
+def test_binary_noise_gives_nulls():
+    rng = random.Random(11)
+    noise = bytes(rng.getrandbits(8) for _ in range(500_000)).decode("latin-1")
+    seconds, r = _timed(noise)
+    assert seconds < 20
+    assert all(v is None for v in r.values.values())
+    assert r.category is None
+
+
+def test_empty_input():
+    r = extract_rules("")
+    assert all(v is None for v in r.values.values()) and r.category is None
