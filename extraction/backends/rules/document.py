@@ -88,7 +88,7 @@ def mask_csv(line: str) -> str | None:
                 nxt = line[i + 1:i + 2]
                 if nxt == " " and delim != "\t":
                     count = -1000  # prose: ', ' separates words, not cells
-                if line[i - 1:i].isdigit() and nxt.isdigit():
+                if delim == "," and line[i - 1:i].isdigit() and nxt.isdigit():
                     out.append(c)  # '99,3' is a decimal comma, not a cell boundary
                 else:
                     count += 1

@@ -62,6 +62,7 @@ class Label:
     abs_span: tuple[int, int] | None = None  # set when the label is on another line (a table row above)
     trailing: bool = False  # its values take their view/location from words after them
     strict: bool = False  # an ambiguous abbreviation ('Mi'): only a value with a fitting unit binds
+    own: dict[str, str] | None = None  # set when the quantity was inherited ('RV 130 ml' after 'LVEDV 120 ml')
 
     @property
     def has_qty(self) -> bool:
@@ -340,6 +341,10 @@ class LineParser:
                 self.ctx.mention(s)
         if side is not None:
             self.ctx.mention(side)
+        if lab is not None and lab.own is not None and not lab.bound and "qty" in slots and self.gap <= MERGE_GAP:
+            lab.slots, lab.own = {**lab.own, **slots}, None  # 'LV anteroseptal WT': the side came first
+            lab.end, self.gap = it.end, 0
+            return
         if lab is not None and not lab.bound and not lab.closed and self.gap <= MERGE_GAP and not pair:
             if side is not None and not lab.has_qty and set(lab.slots) == {"side"} and self.joiner_only \
                     and lab.slots["side"] != side and (side in VENTRICLES) == (lab.slots["side"] in VENTRICLES):
@@ -362,8 +367,11 @@ class LineParser:
         new = Label(slots, it.start, it.end, sides=pair, strict=it.entry.strict)
         self.label_emits = []
         prev = self.last_bound
+        if prev is None and lab is not None and lab.closed and not lab.bound and lab.has_qty:
+            prev = lab  # 'EF: LV 55%, RV 45%'
+            self.last_bound = lab
         if prev is not None and set(slots) <= QUALIFIER_SLOTS and prev.has_qty:
-            new.slots = {**prev.slots, **slots}
+            new.slots, new.own = {**prev.slots, **slots}, slots
             new.trailing = prev.trailing
         if self.pending and self.pending_age <= NEG_REACH:
             new.negated = True
@@ -431,6 +439,13 @@ class LineParser:
         if tok.flag:
             if tok.flag == "range":
                 self.block = 0
+            elif tok.flag == "year" and self.post_window > 0 and self.last_emitted and idx > 0 \
+                    and items[idx - 1].kind == "word" and items[idx - 1].text in ("in", "on", "from", "since", "of"):
+                old = self.last_emitted  # 'LVEF was 45% in 2019': an old value; the label stays open
+                self.out = [c for c in self.out if all(c is not o for o in old)]
+                self.last_emitted, self.post_window = [], 0
+                if self.label is not None:
+                    self.label.bound.clear()
             return
         self.retract = None  # a negator followed by a number speaks of that number
         self.awaiting = None

@@ -225,6 +225,8 @@ class Lexicon:
                 qty = "MASS"  # 'LV 130 g'
             elif side in VENTRICLES and phase and unit in ("mL", "mL/m^2"):
                 qty = "VOL"  # 'LV ... 245 ml at end-diastole'
+            elif side in VENTRICLES and phase and unit == "cm":
+                qty = "DIAM"  # 'the LV measures 6.2 cm in diastole'
             else:
                 return None
         if qty == "VOL" and phase and side not in ATRIA:

@@ -182,6 +182,21 @@ def _standalone_unit(line: str, toks: list[Token], start: int, spaces: int) -> T
     return Token("unit", m.start(), m.end(), unit, spaces, unit=unit, unit_start=m.start(), unit_end=m.end())
 
 
+def _is_year(tok: Token) -> bool:
+    return tok.unit is None and tok.text.isdigit() and len(tok.text) == 4 and 1950 <= int(tok.text) <= 2049
+
+
+def _to_number(toks: list[Token], i: int) -> bool:
+    """'from <num> ... to <num>' (or 'to <num> from <num>'): a change, the 'from' number is old."""
+    ahead = toks[i + 1:i + 4]
+    for j, t in enumerate(ahead[:-1]):
+        if t.kind == "word" and t.text == "to" and ahead[j + 1].kind == "num":
+            return True
+    behind = toks[max(0, i - 5):i - 1]
+    return any(t.kind == "word" and t.text == "to" and k + 1 < len(behind) and behind[k + 1].kind == "num"
+               for k, t in enumerate(behind))
+
+
 def _flag_numbers(line: str, toks: list[Token]) -> None:
     """Ranges, slash pairs, comparators, dimensions, list markers, counts and durations."""
     first_real = next((i for i, t in enumerate(toks) if not (t.kind == "mark" and t.text in "-*#>")), None)
@@ -208,6 +223,10 @@ def _flag_numbers(line: str, toks: list[Token]) -> None:
         if (prev is not None and prev.kind == "word" and prev.text in MONTHS) or \
                 (nxt is not None and nxt.kind == "word" and nxt.text in MONTHS):
             tok.flag = "junk"  # 'January 15, 2021', '15 Jan 2021'
+        elif _is_year(tok):
+            tok.flag = "year"  # 'in 2019': no value, and it dates the value before it
+        elif prev is not None and prev.kind == "word" and prev.text == "from" and _to_number(toks, i):
+            tok.flag = "junk"  # 'improved from 35% to 45%': the first is the old value
         if tok.flag:
             continue
         # list markers: '1.' or '2)' first on the line
