@@ -66,7 +66,8 @@ def extract_rules(text: str) -> RulesResult:
     """Values (canonical units, 2 decimals), evidence and category of one cleaned report."""
     reader = DocumentReader(get_lexicon())
     by_key: dict[str, list[Candidate]] = {}
-    for c in reader.candidates(text):
+    is_text = looks_like_text(text)
+    for c in reader.candidates(text, checked=True) if is_text else ():
         by_key.setdefault(c.key, []).append(c)
     values: dict[str, float | None] = dict.fromkeys(FIELD_KEYS)
     evidence: dict[str, Evidence] = {}
@@ -81,9 +82,9 @@ def extract_rules(text: str) -> RulesResult:
             for s, e in c.spans + c.extra_spans:
                 if (s, e) not in seen and 0 <= s < e <= len(text):
                     seen.add((s, e))
-                    spans.append(Span.model_construct(start=s, end=e, text=text[s:e]))  # valid by construction
-        evidence[key] = Evidence.model_construct(spans=spans, original_value=chosen[0].original)
-    if looks_like_text(text):
+                    spans.append(Span(start=s, end=e, text=text[s:e]))
+        evidence[key] = Evidence(spans=spans, original_value=chosen[0].original)
+    if is_text:
         category, reason = classify(text[:MAX_TEXT])
     else:
         category, reason = None, "not a report: the text reads as noise"

@@ -89,11 +89,10 @@ def _section(text: str) -> tuple[str, str, int]:
 def classify(text: str) -> tuple[str | None, str]:
     """(category, reason) e.g. ('HCM', "impression: 'hypertrophic cardiomyopathy' -> HCM")."""
     regex, table = _matcher()
-    text = _fix_typos(text)
     where, section, _ = _section(text)
-    result = _score(section, regex, table)
+    result = _score(_fix_typos(section), regex, table)
     if result is None and where != "text":
-        where, result = "text", _score(text, regex, table)
+        where, result = "text", _score(_fix_typos(text), regex, table)
     if result is None:
         return None, "no category phrase found"
     category, phrase = result

@@ -26,10 +26,12 @@ _SENTENCE_INSIDE = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
 HEADING_NEG_MAX_WORDS = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
 
 
-NOISE_SAMPLE = 20_000
+NOISE_SAMPLE = 6_000
 MIN_KNOWN_SHARE = 0.10  # share of 3+ letter words that are report or common English words
 MAX_CONTROL_SHARE = 0.01
 _WORD = re.compile(r"[A-Za-z]{3,}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_DIGIT = re.compile(r"\d")
 COMMON_ENGLISH = frozenset("""the and with for are was were has have had this that from not but all any can her his him
 she they them their there then than into onto over under upon about after before during while which who whom whose
 what when where why how its our out per pre post via also only both each more most much very well good normal
@@ -51,14 +53,12 @@ def looks_like_text(text: str) -> bool:
     sample = text[:NOISE_SAMPLE]
     if not sample:
         return True
-    control = sum(1 for c in sample if c < " " and c not in "\n\t")
-    if control > MAX_CONTROL_SHARE * len(sample):
+    if len(_CONTROL.findall(sample)) > MAX_CONTROL_SHARE * len(sample):
         return False
-    words = _WORD.findall(sample)
+    words = _WORD.findall(sample.lower())
     if len(words) < 20:
         return True  # too short to judge: 'LVEF 55 %' is a fine report line
-    vocab = _known_words()
-    known = sum(1 for w in words if w.lower() in vocab)
+    known = sum(map(_known_words().__contains__, words))
     return known >= MIN_KNOWN_SHARE * len(words)
 
 
@@ -105,12 +105,15 @@ class DocumentReader:
         self.lex = lex
         self.parser = LineParser(lex)
 
-    def candidates(self, text: str) -> list[Candidate]:
-        """All candidates of the report, spans as absolute offsets in ``text``."""
+    def candidates(self, text: str, checked: bool = False) -> list[Candidate]:
+        """All candidates of the report, spans as absolute offsets in ``text``.
+
+        ``checked``: the caller already knows the text passes ``looks_like_text``.
+        """
         ctx = Context()
         grid: Grid | None = None
         out: list[Candidate] = []
-        if not looks_like_text(text):
+        if not checked and not looks_like_text(text):
             return out
         offset = 0
         for raw in text[:MAX_TEXT].split("\n"):
@@ -122,9 +125,14 @@ class DocumentReader:
                 continue
             if is_separator(raw):
                 continue
+            if grid is None and _DIGIT.search(raw) is None and "|" not in raw and "\t" not in raw \
+                    and "  " not in raw.strip() and ("," not in raw or ", " in raw) and ";" not in raw:
+                self._context_line(raw, ctx)  # no number and one cell: no value, no table header
+                continue
             line = mask_csv(raw) or raw
             toks = tokenize(line)
             items = lexicalize(toks, self.lex)
+            has_num = any(t.kind == "num" for t in toks)
             if grid is not None and grid.accepts(line, toks):
                 grid.start_row(line, toks)
                 cands = self.parser.parse(items, line, ctx, row=grid, content_start=_content_start(items))
@@ -133,11 +141,12 @@ class DocumentReader:
                     grid.prev_label.abs_span = (grid.prev_label.start + start, grid.prev_label.end + start)
                 out.extend(_absolute(cands, start))
                 continue
-            grid = detect_header(line, toks, items, start)
+            plain = not has_num or all(t.flag for t in toks if t.kind == "num")  # headers hold no values
+            grid = detect_header(line, toks, items, start) if plain else None
             if grid is not None:
                 continue
             content_start, line_neg = self._prefix_heading(items, ctx)
-            if any(t.kind == "num" for t in toks):
+            if has_num:
                 cands = self.parser.parse(items, line, ctx, line_neg=line_neg, content_start=content_start)
             else:  # no number, no value: only the sides it mentions matter
                 cands = []
@@ -148,12 +157,29 @@ class DocumentReader:
                                 for side in part.split("+"):
                                     ctx.mention(side)
             if not cands and _looks_like_heading(raw):
-                slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term"]
-                negs = [it.entry.neg for it in items if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
-                short = sum(it.kind in ("word", "term", "neg") for it in items) <= HEADING_NEG_MAX_WORDS
-                ctx.heading(slot_sets, negs[0] if negs and short else None)
+                self._heading(items, ctx)
             out.extend(_absolute(cands, start))
         return out
+
+    def _context_line(self, raw: str, ctx: Context) -> None:
+        """A line without numbers: only its heading role and the sides it mentions matter."""
+        items = lexicalize(tokenize(raw), self.lex)
+        self._prefix_heading(items, ctx)
+        for it in items:
+            if it.kind == "term":
+                for slot, part in it.entry.parts:
+                    if slot == "side":
+                        for side in part.split("+"):
+                            ctx.mention(side)
+        if _looks_like_heading(raw):
+            self._heading(items, ctx)
+
+    @staticmethod
+    def _heading(items: list[Item], ctx: Context) -> None:
+        slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term"]
+        negs = [it.entry.neg for it in items if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
+        short = sum(it.kind in ("word", "term", "neg") for it in items) <= HEADING_NEG_MAX_WORDS
+        ctx.heading(slot_sets, negs[0] if negs and short else None)
 
     def _prefix_heading(self, items: list[Item], ctx: Context) -> tuple[int, str | None]:
         """'RIGHT VENTRICLE: EDV ...' -> context RV for this line and the next ones.

@@ -303,7 +303,7 @@ class LineParser:
     def _reset(self) -> None:
         self.label: Label | None = None
         self.queue: list[Label] = []
-        self.list_vals: list[tuple[Label, Item, float]] = []
+        self.list_vals: list[tuple[Item, float]] = []  # values waiting for the labels of a list
         self.joiner_only = True
         self.gap = 0
         self.pending: str | None = None
@@ -519,12 +519,12 @@ class LineParser:
                 targets.append(lab)
         values = [tok.value] + ([tok.value2] if tok.value2 is not None else [])
         for v in values:
-            self.list_vals.append((None, it, v))
+            self.list_vals.append((it, v))
         if len(self.list_vals) < len(targets):
             return
         if len(self.list_vals) == len(targets):
-            unit = next((v[1].tok.unit for v in reversed(self.list_vals) if v[1].tok.unit), None)
-            for target, (_, item, value) in zip(targets, self.list_vals):
+            unit = next((item.tok.unit for item, _ in reversed(self.list_vals) if item.tok.unit), None)
+            for target, (item, value) in zip(targets, self.list_vals):
                 self._emit(target, None, value, item.tok, None, unit_override=item.tok.unit or unit)
         self.queue, self.list_vals = [], []
         self.label.bound[0] = [False]
