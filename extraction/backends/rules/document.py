@@ -132,7 +132,6 @@ class DocumentReader:
             line = mask_csv(raw) or raw
             toks = tokenize(line)
             items = lexicalize(toks, self.lex)
-            has_num = any(t.kind == "num" for t in toks)
             if grid is not None and grid.accepts(line, toks):
                 grid.start_row(line, toks)
                 cands = self.parser.parse(items, line, ctx, row=grid, content_start=_content_start(items))
@@ -141,21 +140,12 @@ class DocumentReader:
                     grid.prev_label.abs_span = (grid.prev_label.start + start, grid.prev_label.end + start)
                 out.extend(_absolute(cands, start))
                 continue
-            plain = not has_num or all(t.flag for t in toks if t.kind == "num")  # headers hold no values
+            plain = all(t.flag for t in toks if t.kind == "num")  # a header holds no value
             grid = detect_header(line, toks, items, start) if plain else None
             if grid is not None:
                 continue
             content_start, line_neg = self._prefix_heading(items, ctx)
-            if has_num:
-                cands = self.parser.parse(items, line, ctx, line_neg=line_neg, content_start=content_start)
-            else:  # no number, no value: only the sides it mentions matter
-                cands = []
-                for it in items:
-                    if it.kind == "term":
-                        for slot, part in it.entry.parts:
-                            if slot == "side":
-                                for side in part.split("+"):
-                                    ctx.mention(side)
+            cands = self.parser.parse(items, line, ctx, line_neg=line_neg, content_start=content_start)
             if not cands and _looks_like_heading(raw):
                 self._heading(items, ctx)
             out.extend(_absolute(cands, start))

@@ -171,6 +171,7 @@ class Lexicon:
             for d in {w} | {w[:i] + w[i + 1:] for i in range(len(w))}:
                 self._deletes.setdefault(d, set()).add(w)
         self._fuzzy_cache: dict[tuple[str, str], str] = {}
+        self._resolved: dict[tuple, str | None] = {}
         phrases = list(self.entries) + [phrase_key(p) for f in CATALOG.fields for p in f.synonyms]
         self._bigrams = {(k[i], k[i + 1]) for k in phrases for i in range(len(k) - 1)}
 
@@ -210,6 +211,15 @@ class Lexicon:
 
         ``vside``/``aside``: the ventricle/atrium side from the context when the label names none.
         """
+        key = (tuple(slots.items()), unit, vside, aside)
+        if key in self._resolved:
+            return self._resolved[key]
+        field = self._resolve(slots, unit, vside, aside)
+        if len(self._resolved) < _FUZZY_CACHE_MAX:
+            self._resolved[key] = field
+        return field
+
+    def _resolve(self, slots: dict[str, str], unit: str | None, vside: str | None, aside: str | None) -> str | None:
         qty = slots.get("qty")
         phase = slots.get("phase")
         side = slots.get("side")

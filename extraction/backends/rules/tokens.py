@@ -226,8 +226,9 @@ def _flag_numbers(line: str, toks: list[Token]) -> None:
         nxt = toks[i + 1] if i + 1 < len(toks) else None
         nxt2 = toks[i + 2] if i + 2 < len(toks) else None
         # comparators and '+/-' tolerances
-        if prev is not None and prev.kind == "mark" and prev.text in "<>":
-            tok.flag = "junk"
+        if prev is not None and prev.kind == "mark" and prev.text in "<>" and not (
+                prev.text == ">" and prev.spaces == 0 and prev2 is not None and prev2.kind == "word"):
+            tok.flag = "junk"  # '<50%', '> 55 %' (but '<td>55' is a markup tag, not a comparator)
         elif prev is not None and prev.kind == "mark" and prev.text == "=" and prev2 is not None and prev2.text in "<>":
             tok.flag = "junk"
         elif prev is not None and prev.kind == "mark" and prev.text == "-" and prev2 is not None and prev2.text == "/":
