@@ -152,6 +152,17 @@ RV             190         95      50.0        40
                           "LVMASS": 130, "RVMASS": 40}
 
 
+def test_fields_as_columns_with_a_unit_row():
+    text = """             LVEDV    LVESV    LVEF    HR
+Unit         ml       ml       %       bpm
+Value        150      60       60.0    72
+Normal       88-168   20-64    58-76
+"""
+    assert some(text) == {"LVEDV": 150, "LVESV": 60, "LVEF": 60, "BHR": 72}
+    assert some("| Study | ECV | HCT |\n| Unit | % | % |\n| Today | 0.29 | 0.41 |") == {"ECV": 29, "HCT": 41}
+    assert some("Date         LVEF (%)\n2025-01-01   45\n2023-01-01   35\n") == {}  # which row is current?
+
+
 def test_markdown_table_units_only_in_header():
     text = """| Chamber | EDVi (ml/m2) | ESVi (ml/m2) |
 |---------|--------------|--------------|

@@ -132,6 +132,8 @@ class DocumentReader:
             line = mask_csv(raw) or raw
             toks = tokenize(line)
             items = lexicalize(toks, self.lex)
+            if grid is not None and grid.absorb_units(line, toks):
+                continue
             if grid is not None and grid.accepts(line, toks):
                 grid.start_row(line, toks)
                 cands = self.parser.parse(items, line, ctx, row=grid, content_start=_content_start(items))

@@ -28,6 +28,7 @@ LIST_MARKS = frozenset(",/&")
 ABBREVIATION_DOTS = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
                                "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
 PLAUSIBLE = {f.key: f.plausible for f in CATALOG.fields}
+PERCENT = {f.key: f.unit == "%" for f in CATALOG.fields}
 
 
 @lru_cache(maxsize=1024)
@@ -594,6 +595,8 @@ class LineParser:
             if v is None:
                 continue
             lo, hi = PLAUSIBLE[k]
+            if v < lo and 0 < value < 1 and PERCENT.get(k) and lo <= value * 100 <= hi:
+                v = value * 100  # '0.29' under a '%' heading: a fraction, as a bare 0.29 would be
             if not lo <= v <= hi:
                 continue
             if lab.start >= self.content_start - 1 and lab.start <= self.content_start + 1:

@@ -65,6 +65,20 @@ class Grid:
     line: str = ""
     continues: bool = False
 
+    def absorb_units(self, line: str, toks: list[Token]) -> bool:
+        """A row of units only ('Unit  ml  ml  %'): each unit goes to the column it stands in."""
+        units = [t for t in toks if t.kind == "unit"]
+        if not units or any(t.kind == "num" for t in toks):
+            return False
+        if any(t.kind == "word" and t.text not in UNIT_WORDS for t in toks):
+            return False
+        self.line = line
+        for t in units:
+            col = self._cell_column(t) if self.pipe else self._position_column(t)
+            if col is not None and col.kind in ("value", "feature"):
+                col.unit = t.unit
+        return True
+
     def accepts(self, line: str, toks: list[Token]) -> bool:
         """Is this line a row of the table (as opposed to the text after it)?"""
         if self.pipe:
