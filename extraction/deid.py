@@ -21,7 +21,7 @@ from cmrx.config import DEFAULT_DEID_KEYWORDS
 
 _MONTHS = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\.?"
 _DATE_PATTERNS = [
-    r"\b\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}\b",          # 06/17/2023, 13.02.1976, 15-02-2024
+    r"\b\d{1,2}(?P<sep>[/.\-])\d{1,2}(?P=sep)\d{2,4}\b",  # 06/17/2023, 13.02.1976, 15-02-2024 (one separator)
     r"\b\d{4}-\d{1,2}-\d{1,2}\b",                      # 2025-09-19
     rf"\b\d{{1,2}}[\- ]{_MONTHS}[\- ,]+\d{{2,4}}\b",    # 22-Jun-1949, 17 June 2023
     rf"\b{_MONTHS} \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b",  # June 17, 2023
