@@ -74,6 +74,25 @@ class TrainConfig:
 # ---- model and tokens -------------------------------------------------------------------------
 
 
+def base_label(model: str | None, gguf_file: str | None) -> str:
+    """A machine-independent name of the base model for cards and adapter configs (never a path
+    into this machine's virtual environment)."""
+    if not model:
+        from extraction.backends.local import DEFAULT_LABEL
+
+        return DEFAULT_LABEL
+    return Path(model).name if Path(model).is_dir() else model
+
+
+def save_adapter(model, folder: Path, label: str) -> None:
+    """``save_pretrained`` with the base model named by ``label`` instead of the local path."""
+    model.save_pretrained(folder)
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = label
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def resolve_base(model: str | None, gguf_file: str | None) -> tuple[str, str | None]:
     """(model folder or name, GGUF file name); default: the one the local backend loads."""
     if model:
@@ -208,10 +227,19 @@ def prefix_state(model, prefix: list[int], rows: int, device: str):
 
     with torch.no_grad():
         out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
-    cache = out.past_key_values
+    cache = getattr(out, "cache", None) or out.past_key_values
     if rows > 1:
         cache.batch_repeat_interleave(rows)
     return cache
+
+
+def cache_argument(model) -> str:
+    """'cache' on transformers >= 5.2x, 'past_key_values' before (an unknown keyword would be
+    swallowed by ``**kwargs`` and the prefix silently ignored)."""
+    import inspect
+
+    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(causal.forward).parameters else "past_key_values"
 
 
 def answer_loss(model, batch: list[Encoded], pad_id: int, device: str, autocast=None,
@@ -231,7 +259,7 @@ def answer_loss(model, batch: list[Encoded], pad_id: int, device: str, autocast=
     extra = {}
     with autocast or contextlib.nullcontext():
         if skip:
-            extra["past_key_values"] = prefix_state(model, prefix, len(batch), device)
+            extra[cache_argument(model)] = prefix_state(model, prefix, len(batch), device)
             attention = torch.cat([torch.ones(len(batch), skip, dtype=attention.dtype, device=device), attention], 1)
         logits = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                        logits_to_keep=keep, use_cache=bool(skip), **extra).logits
@@ -280,6 +308,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     config.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model, tokenizer, base_name, gguf = load_model(config, device, dtype)
+    label = base_label(config.model, gguf)
     log.info("train.model_loaded", device=device, dtype=str(dtype), seconds=round(time.perf_counter() - started, 1))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
@@ -345,7 +374,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         folder = config.out / CHECKPOINTS / f"step-{step:06d}"
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
+        save_adapter(model, tmp, label)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                     "scaler": scaler.state_dict() if scaler else None, "torch_rng": torch.get_rng_state(),
                     "python_rng": random.getstate(), "curve": asdict(curve),
@@ -420,14 +449,14 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         save_checkpoint()  # the final state too: `--resume` of a finished run re-runs only the gate
     adapter = config.out / ADAPTER
     shutil.rmtree(adapter, ignore_errors=True)
-    model.save_pretrained(adapter)
+    save_adapter(model, adapter, label)
     write_curve(curve, config.out)
     summary = {
         "adapter": str(adapter), "steps": step, "total_steps": total, "examples": len(train_set),
         "validation_examples": len(val_set), "epochs_seen": round(step * config.batch_size / len(train_set), 3),
         "seconds_per_step": round(sum(step_times) / len(step_times), 2) if step_times else None,
         "train_seconds_this_run": round(sum(step_times), 1), "trainable_params": trainable,
-        "device": device, "dtype": str(dtype).replace("torch.", ""), "base_model": base_name, "gguf_file": gguf,
+        "device": device, "dtype": str(dtype).replace("torch.", ""), "base_model": label, "gguf_file": gguf,
         "final_train_loss": curve.train[-1]["loss"] if curve.train else None,
         "final_validation": curve.validation[-1] if curve.validation else None,
     }
