@@ -76,6 +76,10 @@ class StreamProcessor:
             "compression.type": "lz4",
         })
         self.producer.init_transactions(30)
+        from consumer.model_updates import ModelUpdates
+
+        # Promoted adapters arrive on the models topic; applied between batches, never mid-batch.
+        self.model_updates = ModelUpdates(settings, bootstrap, self.extractor.backend)
         self.pool = ThreadPoolExecutor(max_workers=max(1, settings.runtime.workers), thread_name_prefix="extract")
         self._stopping = False
         self._at_eof: set[tuple[str, int]] = set()
@@ -104,18 +108,21 @@ class StreamProcessor:
                     self._update_lag()
                     last_lag = now
                 if not messages:
+                    self.model_updates.poll()
                     if idle_exit_s is not None and now - last_message >= idle_exit_s and self._input_drained(now - last_message, idle_exit_s):
                         log.info("consumer.idle_exit", idle_s=idle_exit_s)
                         break
                     continue
                 last_message = now
                 self._process_batch(messages)
+                self.model_updates.poll()
         finally:
             self.close()
         return 0
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
+        self.model_updates.close()
         self.consumer.close()
         self.producer.flush(10)
         log.info("consumer.stopped", instance=self.instance_id)
