@@ -33,8 +33,8 @@ class ModelUpdates:
             "enable.auto.commit": False, "isolation.level": "read_committed",
         })
         metadata = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
-        if metadata.error is not None:
-            raise RuntimeError(f"models topic {self.topic}: {metadata.error}")
+        if metadata.error is not None:  # no models topic: keep extracting with the model we have
+            log.warning("model_updates.disabled", topic=self.topic, error=str(metadata.error))
         # explicit end offsets (not OFFSET_END, which resolves lazily): an event published right
         # after construction is never missed
         assignment = []
