@@ -3,6 +3,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-core
+STAMP_LLM := $(VENV)/.installed-llm
 
 .PHONY: demo test install install-llm bench clean
 
@@ -12,12 +13,19 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $@
 
+# The suite also runs the real SmolLM2 student on CPU and LoRA training: torch, transformers, peft.
+$(STAMP_LLM): $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[test,llm]'
+	touch $@
+
 install: $(STAMP)
+
+install-llm: $(STAMP_LLM)
 
 demo: $(STAMP)
 	$(VENV)/bin/cmrx demo
 
-test: $(STAMP)
+test: $(STAMP_LLM)
 	$(VENV)/bin/pytest -q -ra
 
 bench: $(STAMP)
