@@ -83,7 +83,8 @@ _UNIT_ALIASES: dict[str, tuple[str, float]] = {
     "l/min/m2": ("L/min/m^2", 1.0), "lpm/m2": ("L/min/m^2", 1.0), "ml/m2": ("mL/m^2", 1.0),
     # UCUM spellings (coded exports, FHIR)
     "mm[hg]": ("mmHg", 1.0), "[in_i]": ("cm", 2.54), "[lb_av]": ("kg", 0.45359237), "[ft_i]": ("cm", 30.48),
-    "{beats}/min": ("bpm", 1.0),
+    "{beats}/min": ("bpm", 1.0), "{beat}/min": ("bpm", 1.0), "ml/{beat}": ("mL", 1.0), "ml/{beats}": ("mL", 1.0),
+    "1": ("%", 100.0),  # UCUM's dimensionless unit: a hematocrit or ECV written as a fraction
 }
 
 # Unit spellings as written after a number, for scanners (the rules extractor). Each either maps
@@ -99,7 +100,8 @@ UNIT_SPELLINGS: tuple[str, ...] = (
     "milliseconds", "millisecond", "msecs", "msec", "ms", "seconds", "second", "secs", "sec", "s",
     "beats per minute", "beats/minute", "beats/min", "b/min", "bpm", "/min", "min-1", "1/min",
     "kilograms", "kilogram", "kgs", "kg", "lbs", "lb", "pounds", "grams", "gram", "gm", "g",
-    "percent", "pct", "%", "l", "mm[hg]", "[in_i]", "[lb_av]", "[ft_i]", "{beats}/min",
+    "percent", "pct", "%", "l", "mm[hg]", "[in_i]", "[lb_av]", "[ft_i]", "{beats}/min", "{beat}/min",
+    "ml/{beat}", "ml/{beats}",
     # no catalog field has these units
     "kg/m^2", "kg/m2", "mmol/l", "mmol/kg", "mg/kg", "ml/kg", "ml/min", "ml/s", "l/s", "cm/s", "m/s",
     "mg/dl", "g/dl", "ml/cycle", "mmol", "mcg", "mg", "ug", "ms^-1",
@@ -121,6 +123,11 @@ def canonical_unit(unit: str) -> str | None:
     """The canonical unit a written unit converts to ('ml/m^2' -> 'mL/m^2'), None if unknown."""
     alias = _UNIT_ALIASES.get(canonical_unit_key(unit))
     return alias[0] if alias else None
+
+
+def unit_alias(unit: str) -> tuple[str, float] | None:
+    """(canonical unit, factor) of a written unit ('mm' -> ('cm', 0.1)), None if unknown."""
+    return _UNIT_ALIASES.get(canonical_unit_key(unit))
 
 
 def convert(value: float, unit: str | None, field_key: str) -> float | None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import re
 
-from extraction.backends.rules.grammar import Candidate, Context, Item, LineParser, lexicalize
+from extraction.backends.rules.grammar import (CHAMBER_WORDS, Candidate, Context, Item, LineParser, lexicalize,
+                                               unread_chamber)
 from extraction.backends.rules.lexicon import Lexicon
+from extraction.normalize import canonical_unit
 from extraction.backends.rules.tables import Grid, detect_header, is_separator
 from extraction.backends.rules.tokens import tokenize
+from extraction.backends.rules.words import COMMON_ENGLISH
 
 MAX_TEXT = 300_000
 MAX_LINE = 2_000
@@ -32,20 +35,6 @@ MAX_CONTROL_SHARE = 0.01
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _DIGIT = re.compile(r"\d")
-COMMON_ENGLISH = frozenset("""the and with for are was were has have had this that from not but all any can her his him
-she they them their there then than into onto over under upon about after before during while which who whom whose
-what when where why how its our out per pre post via also only both each more most much very well good normal
-mild moderate severe severely mildly moderately no yes none report patient study exam examination findings impression
-history indication technique comparison conclusion assessment summary function size shape wall walls motion segment
-segments basal mid apical anterior inferior lateral septal free cardiac heart mri cmr contrast enhancement late dilated
-dilatation enlargement reduced preserved increased decreased small large thin thick hypertrophy hypokinesis akinesis
-valve valves mitral tricuspid aortic pulmonary regurgitation stenosis effusion pericardial thrombus scar infarct
-infarction fibrosis pattern territory consistent suggest suggests suggestive likely evidence seen noted measured
-measures measuring estimated calculated value values units unit mean date name signed dictated reviewed parameter
-result results reference range sinus rhythm rate rest stress perfusion viability myocardial myocardium chamber view
-axis short long cine ssfp lge mapping native blood pool cavity ejection fraction volume volumes mass index output
-stroke diastolic systolic end left right ventricle ventricular atrium atrial atria dimension diameter length area
-thickness height weight body surface pressure""".split())
 
 
 def looks_like_text(text: str) -> bool:
@@ -74,8 +63,11 @@ def _known_words() -> frozenset[str]:
 _KNOWN: frozenset[str] | None = None
 
 
-def mask_csv(line: str) -> str | None:
-    """'LVEDV,150,mL' -> 'LVEDV|150|mL' (same length, so offsets hold); None if not a CSV row."""
+def mask_csv(line: str, every_comma: bool = False) -> str | None:
+    """'LVEDV,150,mL' -> 'LVEDV|150|mL' (same length, so offsets hold); None if not a CSV row.
+
+    ``every_comma``: the row belongs to a comma-separated table, so '81,205' is two cells.
+    """
     for delim in (",", ";", "\t"):
         if line.count(delim) < 2 or (delim != "\t" and delim + " " in line and '"' not in line):
             continue
@@ -88,7 +80,7 @@ def mask_csv(line: str) -> str | None:
                 nxt = line[i + 1:i + 2]
                 if nxt == " " and delim != "\t":
                     count = -1000  # prose: ', ' separates words, not cells
-                if delim == "," and line[i - 1:i].isdigit() and nxt.isdigit():
+                if delim == "," and line[i - 1:i].isdigit() and nxt.isdigit() and not every_comma:
                     out.append(c)  # '99,3' is a decimal comma, not a cell boundary
                 else:
                     count += 1
@@ -121,6 +113,8 @@ class DocumentReader:
             offset += len(raw) + 1
             if not raw.strip() or len(raw) > MAX_LINE:
                 ctx.paragraph()
+                if grid is not None:
+                    out.extend(grid.finish())
                 grid = None
                 continue
             if is_separator(raw):
@@ -130,6 +124,8 @@ class DocumentReader:
                 self._context_line(raw, ctx)  # no number and one cell: no value, no table header
                 continue
             line = mask_csv(raw) or raw
+            if grid is not None and grid.comma and line.count("|") != grid.bars:
+                line = mask_csv(raw, every_comma=True) or line
             toks = tokenize(line)
             items = lexicalize(toks, self.lex)
             if grid is not None and grid.absorb_units(line, toks):
@@ -137,32 +133,46 @@ class DocumentReader:
             if grid is not None and grid.accepts(line, toks):
                 grid.start_row(line, toks)
                 cands = self.parser.parse(items, line, ctx, row=grid, content_start=_content_start(items))
-                if self.parser.first_label is not None and not self.parser.continued:
-                    grid.prev_label = self.parser.first_label
+                first = self.parser.first_label
+                if first is not None and not self.parser.continued:
+                    grid.prev_label = first
                     grid.prev_label.abs_span = (grid.prev_label.start + start, grid.prev_label.end + start)
-                out.extend(_absolute(cands, start))
+                study = self.parser.row_label is not None and self.parser.row_label.column_only
+                out.extend(grid.add_row(line, toks, _absolute(cands, start), study))
                 continue
+            if grid is not None:
+                out.extend(grid.finish())
             plain = all(t.flag for t in toks if t.kind == "num")  # a header holds no value
             grid = detect_header(line, toks, items, start) if plain else None
             if grid is not None:
+                grid.comma = line != raw and "," in raw and raw.count(",") == line.count("|")
                 continue
             content_start, line_neg = self._prefix_heading(items, ctx)
             cands = self.parser.parse(items, line, ctx, line_neg=line_neg, content_start=content_start)
-            if not cands and _looks_like_heading(raw):
+            if not cands and _looks_like_heading(raw) and not _measurement(items):
                 self._heading(items, ctx)
             out.extend(_absolute(cands, start))
+        if grid is not None:
+            out.extend(grid.finish())
         return out
 
     def _context_line(self, raw: str, ctx: Context) -> None:
         """A line without numbers: only its heading role and the sides it mentions matter."""
         items = lexicalize(tokenize(raw), self.lex)
         self._prefix_heading(items, ctx)
+        prev = None
         for it in items:
             if it.kind == "term":
                 for slot, part in it.entry.parts:
                     if slot == "side":
                         for side in part.split("+"):
                             ctx.mention(side)
+            groups = unread_chamber(prev, it)
+            if groups:
+                ctx.mention_unread(groups)
+            if it.unknown:
+                ctx.para_unknown = True
+            prev = it
         if _looks_like_heading(raw):
             self._heading(items, ctx)
 
@@ -171,7 +181,7 @@ class DocumentReader:
         slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term"]
         negs = [it.entry.neg for it in items if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
         short = sum(it.kind in ("word", "term", "neg") for it in items) <= HEADING_NEG_MAX_WORDS
-        ctx.heading(slot_sets, negs[0] if negs and short else None)
+        ctx.heading(slot_sets, negs[0] if negs and short else None, any(it.unknown for it in items))
 
     def _prefix_heading(self, items: list[Item], ctx: Context) -> tuple[int, str | None]:
         """'RIGHT VENTRICLE: EDV ...' -> context RV for this line and the next ones.
@@ -190,8 +200,13 @@ class DocumentReader:
         if any(it.kind == "term" and any(s == "qty" for s, _ in it.entry.parts) for it in head):
             return first, None  # 'LA VOLUME: 85 ml' is a label, not a heading
         sides = [dict(it.entry.parts) for it in head if it.kind == "term" and any(s == "side" for s, _ in it.entry.parts)]
-        if sides or any(it.text in SECTION_RESET for it in head if it.kind == "word"):
-            ctx.heading(sides, None)
+        unknown = any(it.unknown for it in head)  # 'XQ VENTRICLE:' may name the side its lines are about
+        if sides or unknown or any(it.text in SECTION_RESET for it in head if it.kind == "word"):
+            ctx.heading(sides, None, unknown)
+        chambers = "".join(CHAMBER_WORDS.get(it.text, "") for it in head if it.kind == "word")
+        if chambers and not sides:  # 'Systemic ventricle:': a chamber whose side we cannot tell
+            ctx.heading([], None, unknown)
+            ctx.mention_unread(chambers)
         negs = [it.entry.neg for it in head if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
         content = items[colon + 1].start if colon + 1 < len(items) else first
         return content, negs[0] if negs else None
@@ -207,6 +222,14 @@ def _content_start(items: list[Item]) -> int:
             continue
         return it.start
     return 0
+
+
+def _measurement(items: list[Item]) -> bool:
+    """'- ESVi 121' or 'XQ.blood = 1801 ms' gave no value but is no heading: it sets no context."""
+    nums = [it for it in items if it.kind == "num" and not it.tok.flag]
+    return bool(nums) and (any(it.tok.unit and canonical_unit(it.tok.unit) for it in nums) or any(
+        it.kind == "unit" or it.kind == "mark" and it.text == "=" for it in items) or any(
+        it.kind == "term" and any(slot == "qty" for slot, _ in it.entry.parts) for it in items))
 
 
 def _looks_like_heading(raw: str) -> bool:

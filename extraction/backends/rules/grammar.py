@@ -24,6 +24,7 @@ BIND_GAP = 8  # filler words allowed between a label and its first number
 AGAIN_GAP = 3  # ... and between one value and the next value of the same label
 NEG_REACH = 2  # a negator reaches a label starting within this many words
 LIST_WORDS = frozenset({"and", "&", "as", "well"})
+CODE_WORDS = frozenset({"value", "val", "result", "res", "meas", "measured", "of", "per", "to", "and", "by"})
 LIST_MARKS = frozenset(",/&")
 ABBREVIATION_DOTS = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
                                "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
@@ -34,6 +35,23 @@ PERCENT = {f.key: f.unit == "%" for f in CATALOG.fields}
 @lru_cache(maxsize=1024)
 def canonical_unit(unit: str) -> str | None:
     return _canonical_unit(unit)
+UNREAD_SIDE = "?"  # a context side that was named by a word we cannot read: no field has it
+CHAMBER_WORDS = {"ventricle": "V", "ventricles": "V", "ventricular": "V", "ventricule": "V", "atrium": "A",
+                 "atria": "A", "atrial": "A", "chamber": "VA"}
+SIDE_WORDS = frozenset({"left", "right", "lt", "rt", "l", "r"})
+
+
+def unread_chamber(prev: Item | None, it: Item) -> str | None:
+    """'XQ ventricle' or 'right XQ': a chamber named with a word we cannot read ('V', 'A' or 'VA')."""
+    if prev is None or prev.kind != "word":
+        return None
+    if prev.unknown and it.kind == "word" and it.text in CHAMBER_WORDS:
+        return CHAMBER_WORDS[it.text]
+    if it.unknown and prev.text in SIDE_WORDS:
+        return "VA"
+    return None
+
+
 DEFAULT_SLOTS = ("contrast", "tissue")  # heading slots a label may inherit ("Post-contrast T1" heading)
 QUALIFIER_SLOTS = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
 TRAILING_SLOTS = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
@@ -48,6 +66,7 @@ class Item:
     text: str = ""
     entry: Entry | None = None
     tok: Token | None = None
+    unknown: bool = False  # a word we cannot read (no vocabulary, no ordinary prose): it may carry a part
 
 
 @dataclass(slots=True)
@@ -64,6 +83,8 @@ class Label:
     trailing: bool = False  # its values take their view/location from words after them
     strict: bool = False  # an ambiguous abbreviation ('Mi'): only a value with a fitting unit binds
     own: dict[str, str] | None = None  # set when the quantity was inherited ('RV 130 ml' after 'LVEDV 120 ml')
+    unknown: bool = False  # an unreadable token belongs to the label: no part may be defaulted
+    column_only: bool = False  # a wide table's column header is the whole label: it must name one field alone
 
     @property
     def has_qty(self) -> bool:
@@ -71,7 +92,7 @@ class Label:
 
     def fresh(self) -> Label:
         return Label(dict(self.slots), self.start, self.end, list(self.sides), self.unit, self.closed, self.negated,
-                     abs_span=self.abs_span)
+                     abs_span=self.abs_span, unknown=self.unknown, column_only=self.column_only)
 
 
 @dataclass(slots=True)
@@ -96,6 +117,8 @@ class Context:
     defaults: dict[str, str] = field(default_factory=dict)
     para_v: str | None = None
     para_a: str | None = None
+    head_unknown: bool = False  # the heading has a word we cannot read: it may have named a side or contrast
+    para_unknown: bool = False  # the paragraph has a word we cannot read: 'The XQ YZ is dilated. EF 30%.'
 
     def mention(self, side: str) -> None:
         if side in VENTRICLES:
@@ -103,19 +126,27 @@ class Context:
         elif side in ATRIA:
             self.para_a = side
 
+    def mention_unread(self, groups: str) -> None:
+        """'The XQ ventricle is dilated': the sentences that follow speak of a chamber we cannot name."""
+        if "V" in groups:
+            self.para_v = UNREAD_SIDE
+        if "A" in groups:
+            self.para_a = UNREAD_SIDE
+
     def vside(self) -> str | None:
         return self.para_v or self.head_v
 
     def aside(self) -> str | None:
         return self.para_a or self.head_a
 
-    def heading(self, slot_sets: list[dict[str, str]], neg: str | None) -> None:
+    def heading(self, slot_sets: list[dict[str, str]], neg: str | None, unknown: bool = False) -> None:
         sides = [s["side"] for s in slot_sets if "side" in s]
+        self.head_unknown = unknown
         self.head_v = next((s for s in sides if s in VENTRICLES), None)
         self.head_a = next((s for s in sides if s in ATRIA), None)
         self.head_neg = neg
         self.defaults = {}
-        for s in slot_sets:
+        for s in slot_sets if not unknown else ():  # 'XQ blood T1': XQ may undo what 'blood' says
             for slot in DEFAULT_SLOTS:
                 if slot in s:
                     self.defaults[slot] = s[slot]
@@ -125,6 +156,7 @@ class Context:
 
     def paragraph(self) -> None:
         self.para_v = self.para_a = None
+        self.para_unknown = False
 
 
 class Column(Protocol):
@@ -133,6 +165,7 @@ class Column(Protocol):
     slots: dict[str, str]
     unit: str | None
     abs_span: tuple[int, int] | None
+    unknown: bool  # its header has a word we cannot read
 
 
 class Row(Protocol):
@@ -152,8 +185,8 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     its unit, as '[lb]' would.
     """
     items: list[Item] = []
-    run: list[tuple[str, int, int, bool, bool]] = []  # word, start, end, tied by '_', Title-case
-    entries, longest, vocab = lex.entries, lex.longest, lex.vocab
+    run: list[tuple[str, int, int, bool, bool, str]] = []  # word, start, end, tied by '_', Title-case, joint before
+    entries, longest, vocab, known = lex.entries, lex.longest, lex.vocab, lex.known
 
     def flush() -> None:
         unit_item = None
@@ -168,7 +201,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                         break
         i, size = 0, len(run)
         while i < size:
-            word, start, stop, _, title = run[i]
+            word, start, stop, _, title, joint = run[i]
             for n in range(min(longest.get(word, 0), size - i), 0, -1):
                 key = (word,) if n == 1 else tuple(r[0] for r in run[i:i + n])
                 entry = entries.get(key)
@@ -179,14 +212,19 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                     i += n
                     break
             else:
-                items.append(Item("mark" if word == "/" else "word", start, stop, word))
+                if word == "/":
+                    items.append(Item("mark", start, stop, word))
+                else:
+                    after = run[i + 1][5] if i + 1 < size else ""
+                    unknown = (joint or after or word not in known) and _unknown(lex, run, i, joint, after)
+                    items.append(Item("word", start, stop, word, unknown=unknown))
                 i += 1
         run.clear()
         if unit_item is not None:
             items.append(unit_item)
 
     last_word = False
-    tie = False
+    tie, glue = False, ""
     for j, t in enumerate(toks):
         kind = t.kind
         if kind == "word":
@@ -197,23 +235,25 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 view = _view_number(items)
                 if view is not None:  # '(4-camber)'
                     word = view
-            run.append((word, t.start, t.end, tie and t.spaces == 0, t.title))
-            last_word, tie = True, False
+            run.append((word, t.start, t.end, tie and t.spaces == 0, t.title, glue if t.spaces == 0 else ""))
+            last_word, tie, glue = True, False, ""
             continue
         if kind == "mark" and run and last_word:
             text = t.text
             if text in "-_" and t.spaces <= 1:
                 tie = text == "_" and t.spaces == 0
+                glue = text if t.spaces == 0 else ""
                 continue  # 'end-diastolic', 'lv_edv': keep the run going
             nxt = toks[j + 1] if j + 1 < len(toks) else None
             if text == "." and t.spaces == 0 and nxt is not None and nxt.kind == "word" and nxt.spaces == 0:
-                tie = False
+                tie, glue = False, "."
                 continue  # 'lv.edv', 't1n.blood': an identifier
             if text == "/" and nxt is not None and nxt.kind == "word":
-                run.append(("/", t.start, t.end, False, False))
+                run.append(("/", t.start, t.end, False, False, False))
                 last_word = tie = False
+                glue = ""
                 continue
-        tie = False
+        tie, glue = False, ""
         if run:
             flush()
         last_word = False
@@ -226,6 +266,21 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     if run:
         flush()
     return items
+
+
+def _unknown(lex: Lexicon, run: list, i: int, joint: str, after: str) -> bool:
+    """Can this word of a label run not be read? Inside a machine identifier ('T1.POST.VS', 'LV_EDV_X')
+    only vocabulary and units count, not English; a single letter there ('T1.N.B') is a code too."""
+    word = run[i][0]
+    if lex.unknown(word):
+        return True
+    if not (joint or after):
+        return False
+    if len(word) == 1:
+        return word not in ("i", "a") and any(len(r[0]) > 1 for r in run[max(0, i - 1):i + 2] if r is not run[i])
+    if joint in "._" and joint or after in "._" and after:
+        return word not in lex.vocab and word not in CODE_WORDS and canonical_unit(word) is None
+    return False
 
 
 def _view_number(items: list[Item]) -> str | None:
@@ -269,6 +324,7 @@ class LineParser:
         self.content_start = content_start
         self.first_label: Label | None = None
         self.continued = False  # a table row without a label of its own (continues the row above)
+        self.row_label: Label | None = None  # the label a table row's values take (its own, above, or none)
         self.correction = False  # the line corrects a value ('Correction: ... the correct value is 85 g')
         self.row_neg = False
         self.out: list[Candidate] = []
@@ -279,6 +335,11 @@ class LineParser:
         prev: Item | None = None
         for idx, it in enumerate(items):
             kind = it.kind
+            self.idx = idx
+            if kind == "word" and prev is not None and prev.kind == "word" and (prev.unknown or it.unknown):
+                groups = unread_chamber(prev, it)
+                if groups:
+                    ctx.mention_unread(groups)
             if kind == "term":
                 self._term(it)
             elif kind == "neg":
@@ -316,6 +377,9 @@ class LineParser:
         self.awaiting: tuple | None = None  # a value waiting for a trailing view/location
         self.label_emits: list[Candidate] = []
         self.last_bound: Label | None = None
+        self.unk_pending = False  # an unreadable word since the last value or clause: the next label owns it
+        self.orphan_age: int | None = None  # words since a value no label took ('XQ is 2.0 cm at the septum')
+        self.sent_unknown = False  # an unreadable word in this sentence outside any label
 
     def _retract_if_pending(self) -> None:
         if self.retract:
@@ -329,6 +393,9 @@ class LineParser:
         self.block = 0  # 'normal in size, end-diastolic volume 159 cc': the range word spoke of no number
         slots = dict(it.entry.parts)
         if self.awaiting is not None and self._complete(slots):
+            return
+        if self.orphan_age is not None and self.orphan_age <= 3 and set(slots) <= TRAILING_SLOTS | {"loc"}:
+            self.orphan_age = None  # the place belongs to the value before it, it labels no value after it
             return
         self.awaiting = None
         lab = self.label
@@ -365,7 +432,7 @@ class LineParser:
         else:
             self.queue = []
             self.list_vals = []
-        new = Label(slots, it.start, it.end, sides=pair, strict=it.entry.strict)
+        new = Label(slots, it.start, it.end, sides=pair, strict=it.entry.strict, unknown=self.unk_pending)
         self.label_emits = []
         prev = self.last_bound
         if prev is None and lab is not None and lab.closed and not lab.bound and lab.has_qty:
@@ -374,6 +441,7 @@ class LineParser:
         if prev is not None and set(slots) <= QUALIFIER_SLOTS and prev.has_qty:
             new.slots, new.own = {**prev.slots, **slots}, slots
             new.trailing = prev.trailing
+            new.unknown = new.unknown or prev.unknown
         if self.pending and self.pending_age <= NEG_REACH:
             new.negated = True
         if "view" not in slots and slots.get("qty") in ("AREA", "LENGTH") and self.last_view:
@@ -410,11 +478,32 @@ class LineParser:
         self.joiner_only = False
 
     def _word(self, it: Item) -> None:
-        if it.text == "respectively" and self.label is not None and not (self.queue or self.label.sides):
+        if it.text in CHAMBER_WORDS and self.row is None:
+            self.unk_pending = True  # 'the XQ atrial volume': a chamber whose side no word names
+            if self.label is not None and not self.label.bound:
+                self.label.unknown = True
+        if it.unknown:
+            self.unk_pending = True
+            self.ctx.para_unknown = True
+            if self.row is None and (self.label is None or self.label.bound):
+                self.sent_unknown = True
+            lab = self.label
+            if lab is not None and not lab.bound:
+                lab.unknown = True
+            elif lab is not None and self.row is None:
+                self.label = self.last_bound = None  # 'LVEDV 150 ml XQ 70 ml/m2': XQ names what 70 is
+                self.queue = []
+            if self.last_num_item == self.idx - 1 and self.last_emitted and self.row is None:
+                old = self.last_emitted  # '1.3 cm XQ': XQ may be the view or wall the value belongs to
+                self.out = [c for c in self.out if all(c is not o for o in old)]
+                self.last_emitted = []
+        if it.text == "respectively" and self.label_emits and (self.label is None or not (self.queue or self.label.sides)):
             bad = self.label_emits  # one label, several values 'respectively': which is which is unknown
             self.out = [c for c in self.out if all(c is not b for b in bad)]
             self.label_emits = []
         self.gap += 1
+        if self.orphan_age is not None:
+            self.orphan_age += 1
         if it.text not in LIST_WORDS:
             self.joiner_only = False
         self.pending_age += 1
@@ -425,6 +514,8 @@ class LineParser:
 
     def _mark(self, it: Item) -> None:
         t = it.text
+        if t == ",":
+            self.unk_pending = False
         if t in ":=":
             if self.label is not None:
                 self.label.closed = True
@@ -436,6 +527,14 @@ class LineParser:
 
     # -- numbers ----------------------------------------------------------------------------
     def _num(self, it: Item, idx: int, items: list[Item]) -> None:
+        self._number(it, idx, items)
+        self.unk_pending = False
+        unread = self.row is None and not it.tok.flag and not self.last_emitted and self.awaiting is None
+        self.orphan_age = 0 if unread else None
+        if unread and self.sent_unknown and it.tok.unit:
+            self.ctx.mention_unread("VA")  # 'The XQ YZ is dilated, with an AB-CD EF of 301 ml': about what?
+
+    def _number(self, it: Item, idx: int, items: list[Item]) -> None:
         tok = it.tok
         if tok.flag:
             if tok.flag == "range":
@@ -466,10 +565,12 @@ class LineParser:
                     return  # a 'Prior' or 'Normal range' row
                 if self.row.prev_label is not None and self.row.continues:
                     self.label = self.row.prev_label.fresh()
+                    self.label.unknown = self.label.unknown or self.unk_pending
                     self.continued = True
+                    self.row_label = self.label
                 else:  # the column header names the field: '| LVEDV (ml) | LVEF (%) |' over '| 150 | 60 |'
-                    self.label = Label({}, tok.start, tok.start)
-                    self.first_label = self.label
+                    self.label = Label({}, tok.start, tok.start, unknown=self.unk_pending, column_only=True)
+                    self.first_label = self.row_label = self.label
         lab = self.label
         self.last_num_item = idx
         if lab is None:
@@ -562,14 +663,14 @@ class LineParser:
         if not (set(slots) <= TRAILING_SLOTS or (set(slots) == {"qty"} and slots["qty"] in ("AWT", "IWT"))):
             return False
         lab, col, value, tok, unit = self.awaiting
-        trial = Label({**lab.slots, **slots}, lab.start, lab.end, abs_span=lab.abs_span)
+        trial = Label({**lab.slots, **slots}, lab.start, lab.end, abs_span=lab.abs_span, unknown=lab.unknown)
         self.awaiting = None
         if self._emit(trial, col, value, tok, None, unit_override=unit):
             lab.trailing = True
             lab.bound.setdefault(-2, [])
             self.last_bound = lab
             return True
-        return False
+        return lab.unknown  # 'wall XQ 2.4 cm at the anteroseptum': the place was the value's, it labels no other
 
     def _emit(self, lab: Label, col: Column | None, value: float, tok: Token, key: str | None,
               unit_override: str | None = None) -> list[Candidate]:
@@ -586,9 +687,16 @@ class LineParser:
                         slots.setdefault(slot, defaults[slot])
         if lab.strict and not unit:
             return []
+        if self.sent_unknown and "side" not in slots and self.row is None:
+            self.ctx.mention_unread("VA")  # 'The XQ YZ is dilated, with an EDV of ...': whose EDV is unknown
+            self.sent_unknown = False
+        guarded = lab.unknown or (col is not None and col.unknown)
+        t1_default = not (lab.column_only or self.ctx.head_unknown)
+        side_default = t1_default and not self.ctx.para_unknown
+        vside, aside = (None, None) if lab.column_only or guarded else (self.ctx.vside(), self.ctx.aside())
         for try_unit in (unit, None) if unit and unit.lower() in WEAK_UNITS else (unit,):
             cu = canonical_unit(try_unit) if try_unit else None
-            k = key or self.lex.resolve(slots, cu, self.ctx.vside(), self.ctx.aside())
+            k = key or self.lex.resolve(slots, cu, vside, aside, guarded, side_default, t1_default)
             if k is None:
                 continue
             v = convert(value, try_unit, k)

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from extraction.backends.rules.words import WORDS
+from extraction.normalize import UNIT_SPELLINGS
 from schemas.catalog import CATALOG, Catalog
 
 VENTRICLES = ("LV", "RV")
@@ -174,6 +176,42 @@ class Lexicon:
         self._resolved: dict[tuple, str | None] = {}
         phrases = list(self.entries) + [phrase_key(p) for f in CATALOG.fields for p in f.synonyms]
         self._bigrams = {(k[i], k[i + 1]) for k in phrases for i in range(len(k) - 1)}
+        category_words = {w for rule in CATALOG.rules.categories for p in rule.phrases for w in phrase_key(p)}
+        self.known = frozenset(self.vocab | WORDS | category_words | set(UNIT_SPELLINGS) | GRAMMAR_WORDS)
+        self._known_deletes: dict[str, set[str]] = {}
+        for w in self.known:
+            if len(w) >= 5 and w.isalpha():
+                for d in {w} | {w[:i] + w[i + 1:] for i in range(len(w))}:
+                    self._known_deletes.setdefault(d, set()).add(w)
+        self._unknown_cache: dict[str, bool] = {}
+
+    def unknown(self, word: str) -> bool:
+        """A word that is neither vocabulary nor ordinary prose: it may carry a part we cannot read.
+
+        Plain inflections of a known word ('measurements', 'enlarged') and one-typo prose words
+        ('measurres') are known.
+        """
+        if word in self.known or len(word) < 2 or word[0].isdigit():
+            return False
+        hit = self._unknown_cache.get(word)
+        if hit is None:
+            hit = not (len(word) >= 5 and (self._inflected(word) or self._typo(word)))
+            if len(self._unknown_cache) < _FUZZY_CACHE_MAX:
+                self._unknown_cache[word] = hit
+        return hit
+
+    def _inflected(self, word: str) -> bool:
+        for suffix, add in (("s", ""), ("es", ""), ("ed", ""), ("ed", "e"), ("d", ""), ("ly", ""), ("ing", ""),
+                            ("ing", "e")):
+            if word.endswith(suffix) and word[:-len(suffix)] + add in self.known:
+                return True
+        return False
+
+    def _typo(self, word: str) -> bool:
+        cands: set[str] = set()
+        for d in {word} | {word[:i] + word[i + 1:] for i in range(len(word))}:
+            cands |= self._known_deletes.get(d, set())
+        return any(c[0] == word[0] and _one_edit(word, c) for c in cands)
 
     # -- reading ----------------------------------------------------------------------------
     def correct(self, word: str, prev: str = "") -> str:
@@ -206,23 +244,33 @@ class Lexicon:
             self._fuzzy_cache[(word, prev)] = result
         return result
 
-    def resolve(self, slots: dict[str, str], unit: str | None, vside: str | None, aside: str | None) -> str | None:
+    def resolve(self, slots: dict[str, str], unit: str | None, vside: str | None, aside: str | None,
+                guarded: bool = False, side_default: bool = True, t1_default: bool = True) -> str | None:
         """The field named by label parts + the value's canonical unit + context sides, or None.
 
         ``vside``/``aside``: the ventricle/atrium side from the context when the label names none.
+        ``guarded``: the label has a token we cannot read, which may be the very part a default would
+        supply, so nothing is defaulted (side LV, absolute, native myocardium, quantity from the unit).
+        ``side_default``: without a side from label or context, a ventricle field means the LV.
+        ``t1_default``: a T1 without tissue ('native T1', 't1n') means the myocardium. Contrast is
+        never defaulted: native and post-contrast T1 overlap (600-900 ms).
         """
-        key = (tuple(slots.items()), unit, vside, aside)
+        key = (tuple(slots.items()), unit, vside, aside, guarded, side_default, t1_default)
         if key in self._resolved:
             return self._resolved[key]
-        field = self._resolve(slots, unit, vside, aside)
+        field = self._resolve(slots, unit, vside, aside, guarded, side_default and not guarded,
+                              t1_default and not guarded)
         if len(self._resolved) < _FUZZY_CACHE_MAX:
             self._resolved[key] = field
         return field
 
-    def _resolve(self, slots: dict[str, str], unit: str | None, vside: str | None, aside: str | None) -> str | None:
+    def _resolve(self, slots: dict[str, str], unit: str | None, vside: str | None, aside: str | None,
+                 guarded: bool, side_default: bool, t1_default: bool) -> str | None:
         qty = slots.get("qty")
         phase = slots.get("phase")
         side = slots.get("side")
+        if qty is None and guarded:
+            return None
         if qty is None:
             measure, loc = slots.get("measure"), slots.get("loc")
             if loc:  # 'septum 24 mm', 'wall thickness 1.1 cm inferolaterally'
@@ -242,6 +290,8 @@ class Lexicon:
         if qty == "VOL" and phase and side not in ATRIA:
             qty = "EDV" if phase == "ED" else "ESV"
         elif qty == "DIAM":
+            if guarded and not phase:
+                return None
             qty = "ESD" if phase == "ES" else "EDD"
         elif qty == "BP" and phase:
             qty = "SBP" if phase == "ES" else "DBP"
@@ -251,6 +301,8 @@ class Lexicon:
             indexed = False
         else:
             indexed = slots.get("index") == "INDEX"
+            if guarded and not indexed and len({s.get("index") for _, s in self.by_qty.get(qty, ())}) > 1:
+                return None  # 'LVEDV XQ 55': XQ may be 'indexed'
         cands = [(k, s) for k, s in self.by_qty.get(qty, ()) if (s.get("index") == "INDEX") == indexed]
         if not cands:
             return None
@@ -262,13 +314,16 @@ class Lexicon:
             if len(field_sides) == 1:
                 want = side or next(iter(field_sides))  # LV-only fields (wall thickness) need no context
             else:
-                want = side or (vside if group == VENTRICLES else aside) or ("LV" if group == VENTRICLES else None)
+                want = side or (vside if group == VENTRICLES else aside) or (
+                    "LV" if group == VENTRICLES and side_default else None)
             cands = [(k, s) for k, s in cands if s.get("side") == want]
         if any("view" in s for _, s in cands):
             cands = [(k, s) for k, s in cands if s.get("view") == slots.get("view")]
         if any("contrast" in s for _, s in cands):
-            contrast = slots.get("contrast", "PRE")
-            tissue = slots.get("tissue", "MYO")
+            if "contrast" not in slots or (not t1_default and "tissue" not in slots):
+                return None  # 'T1 1580 ms', 'native T1 XQ 1580 ms': XQ may be 'blood pool'
+            contrast = slots["contrast"]
+            tissue = slots.get("tissue", "MYO")  # 'native T1' is the myocardium's
             cands = [(k, s) for k, s in cands if s.get("contrast") == contrast and s.get("tissue") == tissue]
         return cands[0][0] if len(cands) == 1 else None
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from extraction.backends.rules.grammar import Item, Label
+from extraction.backends.rules.grammar import Candidate, Item, Label
 from extraction.backends.rules.tokens import Token
 
 VALUE_WORDS = frozenset({"value", "values", "result", "results", "measured", "measurement", "patient", "current",
                          "today", "actual", "study", "this", "rest", "resting", "observed"})
 UNIT_WORDS = frozenset({"unit", "units", "uom"})
+# Words that mark a study row as the current one ('Today', 'This study', 'Current exam').
+CURRENT_WORDS = frozenset({"current", "today", "this", "actual", "now", "present", "latest", "todays"})
+_DATE = re.compile(r"^(\d{1,4})([./-])(\d{1,2})\2(\d{2,4})$")
 IGNORED_NEGS = frozenset({"ref", "prior", "stress"})
 _WS_CELL = re.compile(r"\S+(?: \S+)*")
+PLACEHOLDERS = frozenset({"-", "--", "---", "n/a", "NA", "na", "N/A"})
+_BARE_VALUE = re.compile(r"^\d+(?:[.,]\d+)?%?$")
 _SEPARATOR = re.compile(r"^[\s\-=+|:_*~.]*$")
 
 
@@ -32,6 +37,7 @@ class GridColumn:
     slots: dict[str, str] = field(default_factory=dict)
     unit: str | None = None
     abs_span: tuple[int, int] | None = None
+    unknown: bool = False  # the header cell has a word we cannot read: its field needs every part named
 
 
 def pipe_cells(line: str) -> list[tuple[int, int]]:
@@ -56,6 +62,16 @@ def is_separator(line: str) -> bool:
     return bool(line.strip()) and bool(_SEPARATOR.match(line)) and any(c in line for c in "-=_")
 
 
+@dataclass(slots=True)
+class StudyRow:
+    """A data row whose label cell names no field part (fields are the columns): one study's values."""
+
+    cands: list[Candidate]
+    current: bool  # marked 'Today', 'Current', 'This study'
+    date: tuple[int, ...] | None
+    aligned: bool
+
+
 @dataclass
 class Grid:
     pipe: bool
@@ -64,6 +80,84 @@ class Grid:
     row_unit: str | None = None
     line: str = ""
     continues: bool = False
+    bars: int = 0  # '|' marks in the header line: every study row must have as many
+    comma: bool = False  # a comma-separated export: in its rows '81,205' is two cells, not a decimal comma
+    studies: list[StudyRow] = field(default_factory=list)
+
+    def add_row(self, line: str, toks: list[Token], cands: list[Candidate], study: bool) -> list[Candidate]:
+        """The candidates of a row to keep now; a study row waits for ``finish`` (which row is current?).
+
+        A fixed-width row whose value cells do not fall one per column is shifted: its values are null.
+        """
+        if not study:
+            return cands if self.pipe or self._one_per_column(line) else []
+        current, date = self._marker(toks)
+        self.studies.append(StudyRow(cands, current, date, self._aligned(line, toks)))
+        return []
+
+    def finish(self) -> list[Candidate]:
+        """The study rows' values: those of the one current row, or none when that cannot be told.
+
+        Current is the row marked 'Today'/'Current'/'This study', else the latest date; rows marked
+        prior, stress or normal range never get here. Any misaligned study row voids the table.
+        """
+        rows = self.studies
+        self.studies = []
+        if not rows or not all(r.aligned for r in rows):
+            return []
+        if len(rows) == 1:
+            return rows[0].cands
+        marked = [r for r in rows if r.current]
+        if len(marked) == 1:
+            return marked[0].cands
+        dates = [r.date for r in rows]
+        if not marked and all(dates) and len({len(d) for d in dates}) == 1:
+            latest = max(dates)
+            if dates.count(latest) == 1:
+                return rows[dates.index(latest)].cands
+        return []
+
+    def _label_tokens(self, toks: list[Token]) -> list[Token]:
+        if self.pipe:
+            cells = pipe_cells(self.line)
+            end = cells[0][1] if cells else 0
+        else:
+            end = min((c.start for c in self.columns if c.kind in ("value", "feature")), default=0)
+        return [t for t in toks if t.end <= end]
+
+    def _marker(self, toks: list[Token]) -> tuple[bool, tuple[int, ...] | None]:
+        label = self._label_tokens(toks)
+        current = any(t.kind == "word" and t.text in CURRENT_WORDS for t in label)
+        dates = [d for d in (_parse_date(t) for t in label if t.kind == "num") if d is not None]
+        return current, dates[0] if len(dates) == 1 else None
+
+    def _one_per_column(self, line: str) -> bool:
+        """'Mass   -   89.4  g' under 'LV  RV  Unit': '-' and 89.4 both fall under LV, so the row is shifted."""
+        taken: set[int] = set()
+        for s, e in ws_cells(line):
+            text = line[s:e]
+            if not (text[0].isdigit() or text in PLACEHOLDERS):
+                continue
+            col = self._span_column(s, e)
+            if col is None:
+                if _BARE_VALUE.match(text):
+                    return False  # a value under no column
+                continue
+            if col.index in taken:
+                return False
+            taken.add(col.index)
+        return True
+
+    def _aligned(self, line: str, toks: list[Token]) -> bool:
+        """Cells line up with the header: as many '|' marks, or (fixed width) one cell per column."""
+        if self.pipe:
+            return line.count("|") == self.bars
+        wanted = [c for c in self.columns if c.kind != "label"]
+        label_end = min(c.start for c in wanted) if wanted else 0
+        cells = [(s, e) for s, e in ws_cells(line) if e > label_end]
+        if len(cells) != len(wanted):
+            return False
+        return all(min(e, c.end) > max(s, c.start) for (s, e), c in zip(cells, wanted))
 
     def absorb_units(self, line: str, toks: list[Token]) -> bool:
         """A row of units only ('Unit  ml  ml  %'): each unit goes to the column it stands in."""
@@ -84,7 +178,7 @@ class Grid:
         if self.pipe:
             return "|" in line
         has_value = any(t.kind == "num" and t.flag != "junk" for t in toks)
-        placeholder = any(line[s:e] in ("-", "--", "n/a", "NA", "---") for s, e in ws_cells(line))
+        placeholder = any(line[s:e] in PLACEHOLDERS for s, e in ws_cells(line))
         return (has_value or placeholder) and len(ws_cells(line)) >= 2
 
     def start_row(self, line: str, toks: list[Token]) -> None:
@@ -117,14 +211,17 @@ class Grid:
         return None
 
     def _position_column(self, tok: Token) -> GridColumn | None:
+        return self._span_column(tok.start, tok.end)
+
+    def _span_column(self, start: int, end: int) -> GridColumn | None:
         best, best_overlap = None, 0
         for c in self.columns:
-            overlap = min(tok.end, c.end) - max(tok.start, c.start)
+            overlap = min(end, c.end) - max(start, c.start)
             if overlap > best_overlap:
                 best, best_overlap = c, overlap
         if best is not None:
             return best
-        center = (tok.start + tok.end) / 2
+        center = (start + end) / 2
         near = min(self.columns, key=lambda c: abs((c.start + c.end) / 2 - center))
         return near if abs((near.start + near.end) / 2 - center) <= 8 else None
 
@@ -138,20 +235,44 @@ def detect_header(line: str, toks: list[Token], items: list[Item], line_offset: 
     if len(cells) < 2:
         return None
     columns = []
+    unread = 0  # columns we cannot read: '| GLS | RV |' (GLS may be the LV column) makes a table all the same
     for i, (s, e) in enumerate(cells):
         cell_items = [it for it in items if it.start >= s and it.end <= e]
         col = _classify(line[s:e], cell_items, i)
         if col is None:
             return None
+        if col.kind == "ignore" and (col.unknown or pipe and not any(it.kind == "neg" for it in cell_items)):
+            unread += 1
         col.index, col.start, col.end = i, s, e
         col.abs_span = (line_offset + s, line_offset + e) if col.kind == "feature" else None
         columns.append(col)
     kinds = [c.kind for c in columns]
     n_val = kinds.count("feature") + kinds.count("value")
-    if n_val >= 2 or (kinds.count("value") >= 1 and kinds.count("unit") + kinds.count("ignore") >= 1):
-        return Grid(pipe=pipe, columns=columns)
+    bars = line.count("|") if pipe else 0
+    if n_val >= 2 or (n_val and unread) or (kinds.count("value") >= 1 and kinds.count("unit") + kinds.count("ignore") >= 1):
+        return Grid(pipe=pipe, columns=columns, bars=bars)
     if pipe and kinds[0] == "label" and any(c.kind == "feature" and c.slots.keys() & {"qty", "loc"} for c in columns):
-        return Grid(pipe=pipe, columns=columns)  # '| Chamber | EDVi (ml/m2) |'
+        return Grid(pipe=pipe, columns=columns, bars=bars)  # '| Chamber | EDVi (ml/m2) |'
+    return None
+
+
+def _parse_date(tok: Token) -> tuple[int, ...] | None:
+    """'2024-03-02' -> (2024, 3, 2); '02.03.2024' -> (2024, 3, 2); '03/02/2024' (US) -> (2024, 3, 2);
+    a bare year -> (2021,). Other orders are ambiguous: None."""
+    if tok.flag == "year":
+        return (int(tok.text),)
+    m = _DATE.match(tok.text)
+    if m is None:
+        return None
+    a, sep, b, c = m.groups()
+    if len(a) == 4:
+        return int(a), int(b), int(c)
+    if len(c) != 4:
+        return None
+    if sep == ".":
+        return int(c), int(b), int(a)
+    if sep == "/":
+        return int(c), int(a), int(b)
     return None
 
 
@@ -172,9 +293,11 @@ def _classify(text: str, items: list[Item], index: int) -> GridColumn | None:
                 slots[slot] = part
         if len(words) > 1:
             return None if index > 0 and len(words) > 3 else GridColumn("label" if index == 0 else "ignore", index, 0, 0)
-        return GridColumn("feature", index, 0, 0, slots=slots, unit=units[0] if units else None)
+        return GridColumn("feature", index, 0, 0, slots=slots, unit=units[0] if units else None,
+                          unknown=any(it.unknown for it in items))
     if words and all(w in UNIT_WORDS for w in words):
         return GridColumn("unit", index, 0, 0)
     if words and any(w in VALUE_WORDS for w in words):
-        return GridColumn("value", index, 0, 0, unit=units[0] if units else None)
-    return GridColumn("label" if index == 0 else "ignore", index, 0, 0)
+        return GridColumn("value", index, 0, 0, unit=units[0] if units else None,
+                          unknown=any(it.unknown for it in items))
+    return GridColumn("label" if index == 0 else "ignore", index, 0, 0, unknown=any(it.unknown for it in items))

@@ -11,8 +11,9 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from extraction.normalize import UNIT_SPELLINGS, WEAK_UNITS, parse_number
-from extraction.backends.rules.lexicon import _one_edit
+from extraction.normalize import UNIT_SPELLINGS, WEAK_UNITS, canonical_unit, parse_number, unit_alias
+from extraction.backends.rules.lexicon import _one_edit, get_lexicon
+from extraction.backends.rules.words import BAD_FOLLOWERS, COMPARATOR_WORDS, MONTHS
 
 _MASTER = re.compile(
     r"""
@@ -55,20 +56,14 @@ _UNIT_AFTER = re.compile(rf"(?P<gap> {{0,4}})(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])
 _UNIT_ALONE = re.compile(rf"(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
 _ALONE_OK_AFTER = frozenset("])|:")
 _NEXT_WORD = re.compile(r" {1,2}([A-Za-z]+)(?![A-Za-z0-9/])")
+# What follows a number up to the next space or cell mark: a unit no spelling knows ('[lb_zz]', 'kq')?
+_CHUNK = re.compile(r"(?P<gap> {0,4})(?P<u>[^\s|;,()]+)")
+_CODED = re.compile(r"[\[\]{}_^*/]")
+_CHUNK_AT = re.compile(r"[^\s|;,():=]+")
+SLASH_PROSE = frozenset({"and/or", "w/o", "w/", "s/p", "c/w", "r/o", "h/o", "n/a"})
 
-# Words after a number that make it a count, a duration or a dose, never a measurement.
-BAD_FOLLOWERS = frozenset(
-    """minute minutes min mins hour hours hrs h day days week weeks wk wks month months year years
-    yr yrs yo y old segment segments slice slices phase phases frame frames mmol mg mcg ug t tesla x
-    times fold point points degree degrees deg patients patient cases case leads lead cycles th st nd
-    rd channel channels element elements dose doses vessel vessels mcg kg/min french fr sec/min
-    heartbeats beat cm/s m/s""".split()
-)
-COMPARATOR_WORDS = frozenset({"than", "below", "above", "under", "upto", "exceeding", "least", "most"})
-MONTHS = frozenset("""jan feb mar apr may jun jul aug sep sept oct nov dec january february march april june july
-august september october november december""".split())
 # Unit words a dictation may misspell ('67 incches', '15 gras'): one edit away is still the unit.
-_UNIT_WORDS = tuple(u for u in UNIT_SPELLINGS if u.isalpha() and len(u) >= 4)
+_UNIT_WORDS = tuple(u for u in UNIT_SPELLINGS if (u.isalpha() or "/" in u) and len(u) >= 4)
 
 
 @dataclass(slots=True)
@@ -147,6 +142,10 @@ def tokenize(line: str) -> list[Token]:
                 append(Token("word", begin, end, text[0] + "ch", spaces, flag="view"))
             else:
                 append(Token("num", begin, end, text, spaces, flag="junk"))
+    if "[" in line or "{" in line:
+        toks = _coded_units(line, toks)
+    if "|" in line:
+        _cell_units(line, toks)
     _flag_numbers(line, toks)
     return toks
 
@@ -171,13 +170,100 @@ def _attach_unit(line: str, tok: Token) -> None:
         if unit is not None:
             tok.unit, tok.unit_gap = unit, len(w.group(0)) - len(w.group(1))
             tok.unit_start, tok.unit_end = w.start(1), w.end(1)
+            return
+    c = _CHUNK.match(line, tok.end)
+    if c is not None:
+        raw = c.group("u").rstrip(".:")
+        if _unit_like(raw, len(c.group("gap"))):
+            # a misspelt unit ('beatts/min') is that unit; any other gives the value null
+            tok.unit, tok.unit_gap = _unit_typo(raw.lower()) or raw, len(c.group("gap"))
+            tok.unit_start = c.start("u")
+            tok.unit_end = tok.unit_start + len(raw)
+
+
+def _unit_like(raw: str, gap: int) -> bool:
+    """A token after a number that reads as a unit no spelling knows: '[lb_zz]', '{beat}', 'ml/{b}', 'kq'.
+
+    Ordinary words ('and', 'in', 'severely') and marks are prose; a plain word counts only right
+    after the number (one space), since two or more spaces lead to the next column of a table.
+    """
+    if not raw or raw[0] in "-+=<>~%'\"" or not any(ch.isalpha() for ch in raw):
+        return False
+    if raw[0] == "/" and raw[1:2].isdigit():
+        return False  # '132/77'
+    if _CODED.search(raw):
+        return raw.lower() not in SLASH_PROSE
+    return gap <= 1 and raw.isalnum() and get_lexicon().unknown(raw.lower())
+
+
+def _coded_units(line: str, toks: list[Token]) -> list[Token]:
+    """'[lb_av]', '{beat}', 'mm[Hg]' or '[BC^2]' not after a number: one unit token, known or not.
+
+    A bracketed vocabulary or prose word ('[LV]', '[NAME]') stays a word.
+    """
+    out: list[Token] = []
+    end = -1
+    for t in toks:
+        if t.start < end:
+            continue
+        if t.kind == "mark" and t.text in "[{":
+            left = t.start
+            while left > 0 and not line[left - 1].isspace() and line[left - 1] not in "|;,():=":
+                left -= 1
+            m = _CHUNK_AT.match(line, left)
+            before = [u for u in out if u.start < left]
+            unit = _coded_unit(m.group(0)) if m is not None and (not before or before[-1].end <= left) else None
+            if unit is not None:
+                del out[len(before):]
+                end = m.end()
+                out.append(Token("unit", left, end, unit, t.spaces, unit=unit, unit_start=left, unit_end=end))
+                continue
+        out.append(t)
+    return out
+
+
+def _coded_unit(chunk: str) -> str | None:
+    if not any(ch in chunk for ch in "]}") or chunk[0].isdigit() or not any(ch.isalpha() for ch in chunk):
+        return None
+    inner = chunk[1:-1] if chunk[0] + chunk[-1] in ("[]", "{}") else None
+    if inner is not None and canonical_unit(inner) is not None:
+        return inner  # '[ml]', '[mL/m^2]'
+    if canonical_unit(chunk) is not None:
+        return chunk  # '[lb_av]', 'mm[Hg]', '{beats}/min'
+    if inner is not None and inner.isalpha() and not get_lexicon().unknown(inner.lower()):
+        return None  # '[LV]', '[NAME]'
+    return chunk
+
+
+def _cell_units(line: str, toks: list[Token]) -> None:
+    """'WEIGHT|183|[lb_av]': a unit alone in the cell after a value is that value's unit.
+
+    A plain unreadable word there ('kq') is an unknown unit, and '1' the UCUM dimensionless unit.
+    """
+    for i in range(len(toks) - 2):
+        num, bar, cell = toks[i], toks[i + 1], toks[i + 2]
+        if num.kind != "num" or num.unit is not None or num.flag or bar.kind != "mark" or bar.text != "|":
+            continue
+        after = toks[i + 3] if i + 3 < len(toks) else None
+        if after is not None and not (after.kind == "mark" and after.text == "|"):
+            continue
+        if cell.kind == "word" and cell.text.isalnum() and get_lexicon().unknown(cell.text):
+            cell.kind, cell.unit = "unit", line[cell.start:cell.end]
+            cell.unit_start, cell.unit_end = cell.start, cell.end
+        elif cell.kind == "num" and cell.text == "1" and cell.unit is None:
+            cell.kind, cell.unit = "unit", "1"
+            cell.unit_start, cell.unit_end = cell.start, cell.end
+        if cell.kind == "unit":
+            num.unit, num.unit_gap = cell.unit, cell.start - num.end
+            num.unit_start, num.unit_end = cell.start, cell.end
 
 
 @lru_cache(maxsize=4096)
 def _unit_typo(word: str) -> str | None:
-    """'incches' -> 'inches': one edit from exactly one unit word."""
-    close = [u for u in _UNIT_WORDS if u[0] == word[0] and _one_edit(word, u)]
-    return close[0] if len(close) == 1 else None
+    """'incches' -> 'inches': one edit from unit words that all mean one unit ('gras': gram, grams)."""
+    close = sorted(u for u in _UNIT_WORDS if u[0] == word[0] and _one_edit(word, u))
+    units = {unit_alias(u) for u in close}
+    return close[0] if close and len(units) == 1 and None not in units else None
 
 
 def _standalone_unit(line: str, toks: list[Token], start: int, spaces: int) -> Token | None:
