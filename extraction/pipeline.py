@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 
 from cmrx.config import Settings, get_settings
-from extraction import scoring
+from extraction import scoring, signals
 from extraction.backends import ExtractionBackend, get_backend
 from extraction.backends.base import BackendOutput
 from extraction.deid import Deidentifier
@@ -27,6 +27,8 @@ class Extractor:
         else:
             self.backend = get_backend(backend or self.settings.extraction.backend, self.settings)
         self.deidentifier = Deidentifier(self.settings.extraction.deid_keywords)
+        # agreement needs a second opinion; the rules backend cannot be its own
+        self.reference = signals.RulesReference(self.settings) if self.backend.name != "rules" else None
 
     def prepare(self, raw_text: str) -> str:
         """The text any model sees: de-identified, then the published clean-up."""
@@ -37,8 +39,10 @@ class Extractor:
         text = self.prepare(envelope.text)
         cfg = self.settings.extraction
         output = self.backend.extract(text, n_samples=cfg.samples)
+        reference = self.reference(text) if self.reference else None
         record = build_record(
-            envelope, text, output, self.backend, n_samples=cfg.samples, threshold=cfg.threshold, combiner=cfg.combiner
+            envelope, text, output, self.backend, n_samples=cfg.samples, threshold=cfg.threshold,
+            combiner=cfg.combiner, reference=reference,
         )
         record.seconds = time.perf_counter() - started
         return record
@@ -56,7 +60,10 @@ def build_record(
     n_samples: int,
     threshold: float,
     combiner: str,
+    reference: dict[str, float | None] | None = None,
 ) -> ExtractionRecord:
+    """Vote, score and route every field. ``reference`` (the rules backend's values) adds the
+    'agreement' score; 'grounding' is always added. The 'published' combiner ignores both."""
     samples = list(output.samples)
     if backend.deterministic and len(samples) == 1:
         samples = samples * n_samples  # a deterministic backend is perfectly stable
@@ -67,8 +74,11 @@ def build_record(
     fields: list[FieldResult] = []
     for key in FIELD_KEYS:
         scores = [scoring.stability(per_field[key]), consistency[key], scoring.distribution(key, voted[key])]
+        extra, grounded_at = signals.field_signals(key, voted[key], text, reference)
+        scores += extra
         confidence = scoring.combine(scores, combiner) if samples else 0.0
         evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == voted[key]), None)
+        evidence = evidence or grounded_at
         fields.append(
             FieldResult(
                 key=key,

