@@ -13,6 +13,8 @@ The 'published' combiner ignores both; 'extended' averages all five scores.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import re
 from collections.abc import Mapping
 
@@ -43,8 +45,10 @@ def _factors(key: str) -> set[float]:
     return factors
 
 
-def _candidates(text: str) -> list[tuple[float, int, int]]:
-    """(number, start, end) for every number written in the text, plus feet+inches heights in cm."""
+@lru_cache(maxsize=16)
+def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
+    """(number, start, end) for every number written in the text, plus feet+inches heights in cm.
+    Cached: the 52 fields of one report scan the same text."""
     found = []
     for m in _NUMBER_RE.finditer(text):
         number = parse_number(m.group(0))
@@ -52,7 +56,7 @@ def _candidates(text: str) -> list[tuple[float, int, int]]:
             found.append((number, m.start(), m.end()))
     for m in _FEET_INCHES_RE.finditer(text):
         found.append((float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()))
-    return found
+    return tuple(found)
 
 
 def grounding(key: str, value: float | None, text: str) -> tuple[Score, Evidence | None]:
