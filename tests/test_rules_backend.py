@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from extraction.backends import get_backend
 from extraction.backends.rules import RulesBackend, extract_rules
 from extraction.backends.rules.lexicon import get_lexicon, phrase_key
-from extraction.normalize import clean_text
+from extraction.normalize import UNIT_SPELLINGS, clean_text
 from schemas.catalog import CATALOG, FIELD_KEYS
 
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
@@ -413,3 +414,142 @@ def test_binary_noise_gives_nulls():
 def test_empty_input():
     r = extract_rules("")
     assert all(v is None for v in r.values.values()) and r.category is None
+
+
+# -- unseen shapes: nulls, never a wrong number ---------------------------------------------------
+def test_ucum_units_are_read():
+    coded = ("code;value;unit\nWEIGHT;183;[lb_av]\nHEIGHT;70;[in_i]\nBHR;61;{beats}/min\nLVSV;80;mL/{beat}\n"
+             "SBP;121;mm[Hg]\nHCT;0.41;1\nLVCOI;3.1;L/min/m2\nLVMASSI;60;g/m2\nRVEDVI;88;mL/m2\n")
+    assert some(coded) == {"WEIGHT": 83.01, "HEIGHT": 177.8, "BHR": 61, "LVSV": 80, "SBP": 121, "HCT": 41,
+                           "LVCOI": 3.1, "LVMASSI": 60, "RVEDVI": 88}
+    assert some("Weight 183 [lb_av], height 70 [in_i], heart rate 61 /min") == {"WEIGHT": 83.01, "HEIGHT": 177.8,
+                                                                             "BHR": 61}
+    assert some("WEIGHT|183|lb") == {"WEIGHT": 83.01}  # a unit in the cell after the value is its unit
+    assert some("Blood pressure mm[Hg]: 118/76") == {"SBP": 118, "DBP": 76}
+    assert some("The heart rate was 70 beatts/min.") == {"BHR": 70}  # a misspelt unit is still that unit
+
+
+def test_unknown_units_give_null():
+    assert some("Weight 183 kq") == {}
+    assert some("Weight: 183 [lb_zz]; LVEDV 150 {vol}") == {}
+    assert some("code;value;unit\nWEIGHT;183;[lb_xx]\nLVEF;55;{qq}\nLVEDV;150;mL/{zz}\nRVESV;70;kq\n") == {}
+    assert some("| LV mass | 120 | gq |") == {}
+    assert some("Body surface area [BQ^2]: 1.49") == {}  # the '2' inside the unit is no value either
+    assert some("LV mass 120 gq (60 g/m2)") == {"LVMASSI": 60}  # the indexed value has a unit we know
+    unit_column = "| Parameter | Unit | LV | RV |\n| EDV | kq | 244 | 174 |\n| EF | % | 55 | 50 |\n| HCT | 1 | 0.41 | |\n"
+    assert some(unit_column) == {"LVEF": 55, "RVEF": 50, "HCT": 41}
+
+
+def test_prose_after_a_number_is_no_unit():
+    assert some("LVEF 55 and RVEF 45") == {"LVEF": 55, "RVEF": 45}
+    assert some("Heart rate 60 in sinus rhythm") == {"BHR": 60}
+    assert some("EDV 150 ml and/or ESV 60 ml") == {"LVEDV": 150, "LVESV": 60}
+
+
+def test_coded_labels_with_unknown_tokens_give_null():
+    assert some("LV.EDV.IDX;80;mL/m2\nRV_ESV;70;mL\nT1.POST.BLOOD;310;ms\nLVEF;55;%") == {
+        "LVEDVI": 80, "RVESV": 70, "POSTT1B": 310, "LVEF": 55}  # every token understood
+    coded = ("XQZ.EDV.IDX;80;mL/m2\n"  # XQZ may be the side
+             "LV.EDV.QW;150;\n"  # QW may mean indexed
+             "T1.NAT.BLD;1580;ms\n"  # BLD may mean blood pool
+             "T1.PST.MYO;450;ms\n"  # PST may mean post-contrast
+             "T1.N.B;1600;ms\n"  # single letters inside an identifier are codes too
+             "ABC_DEF;61;%\n")
+    assert some(coded) == {}
+
+
+def test_unreadable_sides_and_headings_give_null():
+    assert some("The XQ ventricle is dilated. EDV 250 ml, EF 35 %.") == {}
+    assert some("QX VENTRICLE:\nEDV 180 ml\nEF 40 %") == {}
+    assert some("LEFT VENTRICLE\nEDV 180 ml\nQX VENTRICLE\nEDV 210 ml") == {"LVEDV": 180}
+    assert some("The left ventricle is normal. LVEDV 150 ml, XQ 70 ml/m2.") == {"LVEDV": 150}  # XQ names 70
+    assert some("LVEDV 150 ml XQ.") == {}  # XQ may be what 150 is (a view, a wall, a phase)
+    assert some("The right atrial volume is 90 ml. The QT atrial volume is 60 ml.") == {"RAV": 90}
+    assert some("Wall QQ is 2.4 cm at the anteroseptum and 1.0 cm ZZ.") == {}
+
+
+def test_t1_needs_contrast_and_tissue_named():
+    assert some("T1 1020 ms") == {}  # native or post-contrast? (their ranges overlap)
+    assert some("T1 blood 1600 ms") == {}
+    assert some("Native T1 QB 1600 ms") == {}
+    assert some("T1 XQ myocardium 450 ms") == {}
+    assert some("Native T1 1020 ms; post-contrast T1 blood pool 300 ms") == {"PRET1M": 1020, "POSTT1B": 300}
+    assert some("t1n = 1009 ms\nt1post = 450 ms") == {"PRET1M": 1009, "POSTT1M": 450}
+    assert some("QZ blood T1 mapping\nnative T1 1600 ms") == {}  # the heading's words cannot all be read
+
+
+def test_wide_table_takes_the_current_row():
+    text = """Study      LVEDV   LVEF   RVEDV   RAV
+Current    150     60     170     55
+Prior      140     55     160     50
+"""
+    assert some(text) == {"LVEDV": 150, "LVEF": 60, "RVEDV": 170, "RAV": 55}
+    pipes = "| Exam | LAV | RAV |\n| Previous | 75 | 60 |\n| This study | 80 | - |\n"
+    assert some(pipes) == {"LAV": 80}  # the prior row's RAV is no value of this study
+    dated = "| Exam | LVEDV | RVEF |\n| 2019-04-02 | 140 | 50 |\n| 2024-03-01 | 150 | 55 |\n"
+    assert some(dated) == {"LVEDV": 150, "RVEF": 55}  # the latest date is the current study
+    csv = "exam,LVEDV,LVEF\ncurrent,150,60\nprior,140,55\n"
+    assert some(csv) == {"LVEDV": 150, "LVEF": 60}  # '150,60' are two cells, not a decimal comma
+
+
+def test_wide_table_that_cannot_be_decided_gives_null():
+    assert some("| Exam | LVEDV | LVEF |\n| A | 140 | 50 |\n| B | 150 | 55 |\n") == {}
+    assert some("| Exam | LVEDV | LVEF | RAV |\n| Today | 150 | 60 |\n") == {}  # a cell is missing
+    shifted = """Study      LVEDV   LVEF   RVEDV   RAV
+Current    150     60     170
+"""
+    assert some(shifted) == {}
+    assert some("| Exam | EDV | EF |\n| Current | 150 | 60 |\n") == {}  # whose EDV? a column names no side
+    assert some("Right ventricle\n| Exam | EDV | EF |\n| Current | 150 | 60 |\n") == {}
+
+
+def test_shifted_fixed_width_row_gives_null():
+    text = """Parameter                       LV      RV   Unit
+End-Diastolic Volume          150.0   170.0   ml
+Mass          90.0   31.0   g
+"""
+    assert some(text) == {"LVEDV": 150, "RVEDV": 170}
+    unread = "| Parameter | GLS | RV | Unit |\n| ESV | 40 | 139 | ml |\n"
+    assert some(unread) == {"RVESV": 139}  # GLS cannot be read: its column gives nothing, RV's does
+
+
+# -- hostile proxy: development reports made unreadable ----------------------------------------
+def _wrong_and_found(pairs: list[tuple[str, dict]]) -> tuple[float, float]:
+    """(wrong numbers / (report, field) pairs, right numbers / stated fields)."""
+    wrong = right = total = stated = 0
+    for text, truth in pairs:
+        values = extract_rules(clean_text(text)).values
+        total += len(FIELD_KEYS)
+        stated += sum(truth[k] is not None for k in FIELD_KEYS)
+        wrong += sum(values[k] is not None and not matches(values[k], truth[k]) for k in FIELD_KEYS)
+        right += sum(values[k] is not None and matches(values[k], truth[k]) for k in FIELD_KEYS)
+    return wrong / total, right / stated
+
+
+def test_renamed_labels_and_unknown_units_give_almost_no_wrong_numbers():
+    """Development layouts with label words renamed to random codes and units replaced by unknown tokens:
+    the extractor may give nulls, but (almost) never a wrong number."""
+    synth = pytest.importorskip("training.synth")
+    lex = get_lexicon()
+    label_words = sorted({w for k, e in lex.entries.items() if e.parts for w in k if w.isalnum() and w[0].isalpha()})
+    units = sorted({u for u in UNIT_SPELLINGS if not u.isdigit()}, key=len, reverse=True)
+    unit_re = re.compile(r"(?<=\d)(\s?)(" + "|".join(map(re.escape, units)) + r")(?![A-Za-z0-9])", re.I)
+    rng = random.Random(5)
+
+    def code() -> str:
+        while True:
+            c = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.choice((2, 3, 4))))
+            if c.lower() not in lex.known:
+                return c
+
+    pairs = []
+    for r in synth.generate(45, 11, list(synth.DEV_LAYOUTS)):
+        mapping = {w: code() for w in label_words if rng.random() < 0.35}
+        words = re.compile(r"(?<![A-Za-z0-9])(" + "|".join(map(re.escape, mapping)) + r")(?![A-Za-z0-9])", re.I)
+        renamed = words.sub(lambda m: mapping[m.group(1).lower()], r.text)
+        recoded = unit_re.sub(lambda m: m.group(1) + rng.choice(("[kq_u]", "{zz}", "Kq", "mL/{qq}")), r.text)
+        pairs += [(renamed, r.fields), (recoded, r.fields)]
+    wrong, found = _wrong_and_found(pairs)
+    print(f"hostile proxy: {wrong:.2%} wrong numbers, {found:.0%} of stated fields found")
+    assert wrong <= 0.002
+    assert found >= 0.3  # nulls where a token cannot be read, not everywhere

@@ -5,7 +5,12 @@ every LLM answer an independent cross-check.
 Modules: ``tokens`` (numbers with units, dates/ranges/list markers flagged), ``lexicon`` (label
 vocabulary from the catalog, typo-tolerant), ``grammar`` (labels bind the numbers after them,
 prose and lists included), ``tables`` (column headers), ``document`` (headings and context),
-``category`` (phrase rules on the impression).
+``category`` (phrase rules on the impression), ``words`` (ordinary prose, to tell an unreadable
+token from a plain word).
+
+Shapes it does not understand give nulls, never a wrong number: a value in an unknown unit, a label
+with a token it cannot read (which may be the very part a default would fill in), a wide table
+whose current row or column alignment cannot be told.
 """
 
 from __future__ import annotations

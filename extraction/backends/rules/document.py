@@ -137,7 +137,8 @@ class DocumentReader:
                 if first is not None and not self.parser.continued:
                     grid.prev_label = first
                     grid.prev_label.abs_span = (grid.prev_label.start + start, grid.prev_label.end + start)
-                study = self.parser.row_label is not None and self.parser.row_label.column_only
+                row_label = self.parser.row_label or first  # no field part of its own: one study's row
+                study = row_label is not None and set(row_label.slots) <= {"state"}
                 out.extend(grid.add_row(line, toks, _absolute(cands, start), study))
                 continue
             if grid is not None:
@@ -167,11 +168,11 @@ class DocumentReader:
                     if slot == "side":
                         for side in part.split("+"):
                             ctx.mention(side)
-            groups = unread_chamber(prev, it)
-            if groups:
-                ctx.mention_unread(groups)
-            if it.unknown:
-                ctx.para_unknown = True
+            elif it.kind == "word" and (it.unknown or prev is not None and prev.unknown):
+                groups = unread_chamber(prev, it)
+                if groups:
+                    ctx.mention_unread(groups)
+                ctx.para_unknown = ctx.para_unknown or it.unknown
             prev = it
         if _looks_like_heading(raw):
             self._heading(items, ctx)

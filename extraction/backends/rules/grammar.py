@@ -23,8 +23,8 @@ MERGE_GAP = 3  # filler words allowed inside one label ("RA area in the 4-chambe
 BIND_GAP = 8  # filler words allowed between a label and its first number
 AGAIN_GAP = 3  # ... and between one value and the next value of the same label
 NEG_REACH = 2  # a negator reaches a label starting within this many words
+ORPHAN_REACH = 3  # a place term this close after a value no label took is that value's ('... 2 cm at the septum')
 LIST_WORDS = frozenset({"and", "&", "as", "well"})
-CODE_WORDS = frozenset({"value", "val", "result", "res", "meas", "measured", "of", "per", "to", "and", "by"})
 LIST_MARKS = frozenset(",/&")
 ABBREVIATION_DOTS = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
                                "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
@@ -35,23 +35,16 @@ PERCENT = {f.key: f.unit == "%" for f in CATALOG.fields}
 @lru_cache(maxsize=1024)
 def canonical_unit(unit: str) -> str | None:
     return _canonical_unit(unit)
-UNREAD_SIDE = "?"  # a context side that was named by a word we cannot read: no field has it
+
+
+UNREAD_SIDE = "?"  # a context side named by a word we cannot read: no field has it, so nothing resolves
+# A chamber word outside a side phrase ('the XQ ventricle', 'atrial volume'): which side is not said.
 CHAMBER_WORDS = {"ventricle": "V", "ventricles": "V", "ventricular": "V", "ventricule": "V", "atrium": "A",
                  "atria": "A", "atrial": "A", "chamber": "VA"}
 SIDE_WORDS = frozenset({"left", "right", "lt", "rt", "l", "r"})
-
-
-def unread_chamber(prev: Item | None, it: Item) -> str | None:
-    """'XQ ventricle' or 'right XQ': a chamber named with a word we cannot read ('V', 'A' or 'VA')."""
-    if prev is None or prev.kind != "word":
-        return None
-    if prev.unknown and it.kind == "word" and it.text in CHAMBER_WORDS:
-        return CHAMBER_WORDS[it.text]
-    if it.unknown and prev.text in SIDE_WORDS:
-        return "VA"
-    return None
-
-
+CODE_MAX = 4  # an unknown word this short is a code ('BLD', 'IDX'); a longer lower-case one is prose
+CODE_JOINTS = ("_", ".")  # 'LV_EDV_X', 'T1.POST.B': a machine identifier, where only vocabulary reads
+CODE_WORDS = frozenset({"value", "val", "result", "res", "meas", "measured", "of", "per", "to", "and", "by"})
 DEFAULT_SLOTS = ("contrast", "tissue")  # heading slots a label may inherit ("Post-contrast T1" heading)
 QUALIFIER_SLOTS = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
 TRAILING_SLOTS = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
@@ -67,6 +60,17 @@ class Item:
     entry: Entry | None = None
     tok: Token | None = None
     unknown: bool = False  # a word we cannot read (no vocabulary, no ordinary prose): it may carry a part
+
+
+def unread_chamber(prev: Item | None, it: Item) -> str | None:
+    """'XQ ventricle' or 'right XQ': a chamber named with a word we cannot read ('V', 'A' or 'VA')."""
+    if prev is None or prev.kind != "word":
+        return None
+    if prev.unknown and it.kind == "word" and it.text in CHAMBER_WORDS:
+        return CHAMBER_WORDS[it.text]
+    if it.unknown and prev.text in SIDE_WORDS:
+        return "VA"
+    return None
 
 
 @dataclass(slots=True)
@@ -185,7 +189,8 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     its unit, as '[lb]' would.
     """
     items: list[Item] = []
-    run: list[tuple[str, int, int, bool, bool, str]] = []  # word, start, end, tied by '_', Title-case, joint before
+    # word, start, end, tied by '_', Title-case, the joint before it ('-', '_', '.' or ''), in capitals
+    run: list[tuple[str, int, int, bool, bool, str, bool]] = []
     entries, longest, vocab, known = lex.entries, lex.longest, lex.vocab, lex.known
 
     def flush() -> None:
@@ -201,7 +206,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                         break
         i, size = 0, len(run)
         while i < size:
-            word, start, stop, _, title, joint = run[i]
+            word, start, stop, _, title, joint, _ = run[i]
             for n in range(min(longest.get(word, 0), size - i), 0, -1):
                 key = (word,) if n == 1 else tuple(r[0] for r in run[i:i + n])
                 entry = entries.get(key)
@@ -212,12 +217,14 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                     i += n
                     break
             else:
+                after = run[i + 1][5] if i + 1 < size else ""
                 if word == "/":
                     items.append(Item("mark", start, stop, word))
+                elif word not in known or joint in CODE_JOINTS or after in CODE_JOINTS or (
+                        len(word) == 1 and (joint or after)):
+                    items.append(Item("word", start, stop, word, None, None, _unknown(lex, run, i, joint, after, toks)))
                 else:
-                    after = run[i + 1][5] if i + 1 < size else ""
-                    unknown = (joint or after or word not in known) and _unknown(lex, run, i, joint, after)
-                    items.append(Item("word", start, stop, word, unknown=unknown))
+                    items.append(Item("word", start, stop, word))
                 i += 1
         run.clear()
         if unit_item is not None:
@@ -235,7 +242,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 view = _view_number(items)
                 if view is not None:  # '(4-camber)'
                     word = view
-            run.append((word, t.start, t.end, tie and t.spaces == 0, t.title, glue if t.spaces == 0 else ""))
+            run.append((word, t.start, t.end, tie and t.spaces == 0, t.title, glue if t.spaces == 0 else "", t.caps))
             last_word, tie, glue = True, False, ""
             continue
         if kind == "mark" and run and last_word:
@@ -249,7 +256,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 tie, glue = False, "."
                 continue  # 'lv.edv', 't1n.blood': an identifier
             if text == "/" and nxt is not None and nxt.kind == "word":
-                run.append(("/", t.start, t.end, False, False, False))
+                run.append(("/", t.start, t.end, False, False, "", False))
                 last_word = tie = False
                 glue = ""
                 continue
@@ -268,19 +275,21 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     return items
 
 
-def _unknown(lex: Lexicon, run: list, i: int, joint: str, after: str) -> bool:
-    """Can this word of a label run not be read? Inside a machine identifier ('T1.POST.VS', 'LV_EDV_X')
-    only vocabulary and units count, not English; a single letter there ('T1.N.B') is a code too."""
+def _unknown(lex: Lexicon, run: list, i: int, joint: str, after: str, toks: list[Token]) -> bool:
+    """Can this word of a label run not be read (so it may carry the part a default would supply)?
+
+    A word no list knows is a code when short or in capitals among lower case ('BLD', 'XQ'); a longer
+    lower-case one ('improved', 'sacubitril') is prose. Inside a machine identifier ('T1.POST.VS',
+    'LV_EDV_X') only vocabulary and units read, not English; a single letter there ('T1.N.B') is a code.
+    """
     word = run[i][0]
+    coded = joint in CODE_JOINTS or after in CODE_JOINTS
     if lex.unknown(word):
-        return True
-    if not (joint or after):
-        return False
+        capitals = run[i][6] and any(t.kind == "word" and not t.caps for t in toks)  # 'BLD' among lower case
+        return len(word) <= CODE_MAX or capitals or coded
     if len(word) == 1:
         return word not in ("i", "a") and any(len(r[0]) > 1 for r in run[max(0, i - 1):i + 2] if r is not run[i])
-    if joint in "._" and joint or after in "._" and after:
-        return word not in lex.vocab and word not in CODE_WORDS and canonical_unit(word) is None
-    return False
+    return coded and word not in lex.vocab and word not in CODE_WORDS and canonical_unit(word) is None
 
 
 def _view_number(items: list[Item]) -> str | None:
@@ -394,7 +403,7 @@ class LineParser:
         slots = dict(it.entry.parts)
         if self.awaiting is not None and self._complete(slots):
             return
-        if self.orphan_age is not None and self.orphan_age <= 3 and set(slots) <= TRAILING_SLOTS | {"loc"}:
+        if self.orphan_age is not None and self.orphan_age <= ORPHAN_REACH and set(slots) <= TRAILING_SLOTS:
             self.orphan_age = None  # the place belongs to the value before it, it labels no value after it
             return
         self.awaiting = None
@@ -483,21 +492,9 @@ class LineParser:
             if self.label is not None and not self.label.bound:
                 self.label.unknown = True
         if it.unknown:
-            self.unk_pending = True
-            self.ctx.para_unknown = True
-            if self.row is None and (self.label is None or self.label.bound):
-                self.sent_unknown = True
-            lab = self.label
-            if lab is not None and not lab.bound:
-                lab.unknown = True
-            elif lab is not None and self.row is None:
-                self.label = self.last_bound = None  # 'LVEDV 150 ml XQ 70 ml/m2': XQ names what 70 is
-                self.queue = []
-            if self.last_num_item == self.idx - 1 and self.last_emitted and self.row is None:
-                old = self.last_emitted  # '1.3 cm XQ': XQ may be the view or wall the value belongs to
-                self.out = [c for c in self.out if all(c is not o for o in old)]
-                self.last_emitted = []
-        if it.text == "respectively" and self.label_emits and (self.label is None or not (self.queue or self.label.sides)):
+            self._unreadable()
+        lab = self.label
+        if it.text == "respectively" and self.label_emits and (lab is None or not (self.queue or lab.sides)):
             bad = self.label_emits  # one label, several values 'respectively': which is which is unknown
             self.out = [c for c in self.out if all(c is not b for b in bad)]
             self.label_emits = []
@@ -511,6 +508,24 @@ class LineParser:
             self.block -= 1
         if self.post_window:
             self.post_window -= 1
+
+    def _unreadable(self) -> None:
+        """A word we cannot read: the label it is in, or the next one, gets no defaults; after a value
+        it may say what that value is ('1.3 cm XQ') or what the next one is ('150 ml, XQ 70 ml/m2')."""
+        self.unk_pending = True
+        self.ctx.para_unknown = True
+        lab = self.label
+        if self.row is None and (lab is None or lab.bound):
+            self.sent_unknown = True
+        if lab is not None and not lab.bound:
+            lab.unknown = True
+        elif lab is not None and self.row is None:
+            self.label = self.last_bound = None
+            self.queue = []
+        if self.last_num_item == self.idx - 1 and self.last_emitted and self.row is None:
+            old = self.last_emitted
+            self.out = [c for c in self.out if all(c is not o for o in old)]
+            self.last_emitted = []
 
     def _mark(self, it: Item) -> None:
         t = it.text

@@ -5,6 +5,10 @@ or more spaces (fixed-width exports). A column is a side or a quantity ("LV", "R
 a plain value column ("Value", "Result"), the unit column, or ignored (normal/reference ranges,
 prior study, stress). LV/RV as columns and LV/RV as rows are the same thing: the row label's
 parts and the column's parts are merged.
+
+With fields as columns, a row whose label names no field part is one study's values ('Current',
+'Prior', a date). Only the current study's row is kept, and only when it can be told and its
+cells line up with the header; a column must name its field alone (no side from the context).
 """
 
 from __future__ import annotations
@@ -199,6 +203,23 @@ class Grid:
                 self.row_unit = t.unit
                 t.unit = None
                 t.unit_end = 0
+        if self.row_unit is None and any(c.kind == "unit" for c in self.columns):
+            self._unit_cell(line, cells, toks)
+
+    def _unit_cell(self, line: str, cells: list[tuple[int, int]], toks: list[Token]) -> None:
+        """The unit column holds '1' (UCUM's dimensionless unit) or a word no spelling knows ('kq')."""
+        for index, (s, e) in enumerate(cells):
+            if self.pipe:
+                col = self.columns[index] if index < len(self.columns) else None
+            else:
+                col = self._span_column(s, e)
+            text = line[s:e].strip()
+            if col is None or col.kind != "unit" or not text or text in PLACEHOLDERS:
+                continue
+            self.row_unit = text
+            for t in toks:
+                if s <= t.start < e and t.kind == "num":
+                    t.flag = "junk"  # '1' is no value
 
     def column(self, tok: Token) -> GridColumn | None:
         col = self._cell_column(tok) if self.pipe else self._position_column(tok)
@@ -249,7 +270,8 @@ def detect_header(line: str, toks: list[Token], items: list[Item], line_offset: 
     kinds = [c.kind for c in columns]
     n_val = kinds.count("feature") + kinds.count("value")
     bars = line.count("|") if pipe else 0
-    if n_val >= 2 or (n_val and unread) or (kinds.count("value") >= 1 and kinds.count("unit") + kinds.count("ignore") >= 1):
+    beside = kinds.count("unit") + kinds.count("ignore")
+    if n_val >= 2 or (n_val and unread) or (kinds.count("value") >= 1 and beside >= 1):
         return Grid(pipe=pipe, columns=columns, bars=bars)
     if pipe and kinds[0] == "label" and any(c.kind == "feature" and c.slots.keys() & {"qty", "loc"} for c in columns):
         return Grid(pipe=pipe, columns=columns, bars=bars)  # '| Chamber | EDVi (ml/m2) |'

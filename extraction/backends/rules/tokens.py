@@ -2,7 +2,9 @@
 
 One pass of one regex per token, so time is linear in the line length. Numbers that cannot be
 a measurement (dates, times, '1.5T', '3D', list markers, ranges, '<50%', '15 minutes') are
-flagged here, so the grammar only ever sees candidate values.
+flagged here, so the grammar only ever sees candidate values. A unit is read in UCUM forms too
+('[lb_av]', 'mm[Hg]', '{beats}/min', '1'); a unit no spelling knows ('[lb_zz]', 'kq') is kept as
+written, so its value converts to nothing (null) instead of passing for the canonical unit.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class Token:
     unit_gap: int = 0  # spaces between number and unit
     flag: str = ""  # num: '' | 'junk' | 'range' | 'pair2'; word: 'view'
     title: bool = False  # word written 'Ravi': a name more likely than the abbreviation 'RAVI'
+    caps: bool = False  # word written in capitals ('BLD'): in a mixed-case line, a code rather than prose
 
     @property
     def value_end(self) -> int:
@@ -115,7 +118,7 @@ def tokenize(line: str) -> list[Token]:
                     skip = unit.end
                     continue
             title = len(word) >= 4 and word[0].isupper() and word[1:].islower()
-            append(Token("word", begin, end, word.lower(), spaces, title=title))
+            append(Token("word", begin, end, word.lower(), spaces, title=title, caps=word.isupper()))
         elif mark:
             end = pos = begin + 1
             if begin < skip:
@@ -184,8 +187,9 @@ def _attach_unit(line: str, tok: Token) -> None:
 def _unit_like(raw: str, gap: int) -> bool:
     """A token after a number that reads as a unit no spelling knows: '[lb_zz]', '{beat}', 'ml/{b}', 'kq'.
 
-    Ordinary words ('and', 'in', 'severely') and marks are prose; a plain word counts only right
-    after the number (one space), since two or more spaces lead to the next column of a table.
+    Ordinary words ('and', 'in', 'severely') and marks are prose; a plain word counts only when short
+    (units are: 'kq', 'mmol') and right after the number, since two or more spaces lead to the next
+    column of a table.
     """
     if not raw or raw[0] in "-+=<>~%'\"" or not any(ch.isalpha() for ch in raw):
         return False
@@ -193,7 +197,7 @@ def _unit_like(raw: str, gap: int) -> bool:
         return False  # '132/77'
     if _CODED.search(raw):
         return raw.lower() not in SLASH_PROSE
-    return gap <= 1 and raw.isalnum() and get_lexicon().unknown(raw.lower())
+    return gap <= 1 and len(raw) <= 5 and raw.isalnum() and get_lexicon().unknown(raw.lower())
 
 
 def _coded_units(line: str, toks: list[Token]) -> list[Token]:
@@ -210,11 +214,14 @@ def _coded_units(line: str, toks: list[Token]) -> list[Token]:
             left = t.start
             while left > 0 and not line[left - 1].isspace() and line[left - 1] not in "|;,():=":
                 left -= 1
+            keep = len(out)
+            while keep and out[keep - 1].start >= left:
+                keep -= 1  # 'mm' of 'mm[Hg]' belongs to the unit
             m = _CHUNK_AT.match(line, left)
-            before = [u for u in out if u.start < left]
-            unit = _coded_unit(m.group(0)) if m is not None and (not before or before[-1].end <= left) else None
+            whole = m is not None and (not keep or out[keep - 1].end <= left)
+            unit = _coded_unit(m.group(0)) if whole else None
             if unit is not None:
-                del out[len(before):]
+                del out[keep:]
                 end = m.end()
                 out.append(Token("unit", left, end, unit, t.spaces, unit=unit, unit_start=left, unit_end=end))
                 continue
@@ -247,7 +254,7 @@ def _cell_units(line: str, toks: list[Token]) -> None:
         after = toks[i + 3] if i + 3 < len(toks) else None
         if after is not None and not (after.kind == "mark" and after.text == "|"):
             continue
-        if cell.kind == "word" and cell.text.isalnum() and get_lexicon().unknown(cell.text):
+        if cell.kind == "word" and _unit_like(line[cell.start:cell.end], 0):
             cell.kind, cell.unit = "unit", line[cell.start:cell.end]
             cell.unit_start, cell.unit_end = cell.start, cell.end
         elif cell.kind == "num" and cell.text == "1" and cell.unit is None:
