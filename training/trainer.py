@@ -454,7 +454,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     summary = {
         "adapter": str(adapter), "steps": step, "total_steps": total, "examples": len(train_set),
         "validation_examples": len(val_set), "epochs_seen": round(step * config.batch_size / len(train_set), 3),
-        "seconds_per_step": round(sum(step_times) / len(step_times), 2) if step_times else None,
+        "seconds_per_step": round(sum(p["seconds"] for p in curve.train) / len(curve.train), 2) if curve.train else None,
         "train_seconds_this_run": round(sum(step_times), 1), "trainable_params": trainable,
         "device": device, "dtype": str(dtype).replace("torch.", ""), "base_model": label, "gguf_file": gguf,
         "final_train_loss": curve.train[-1]["loss"] if curve.train else None,
