@@ -178,8 +178,9 @@ def _attach_unit(line: str, tok: Token) -> None:
     if c is not None:
         raw = c.group("u").rstrip(".:")
         if _unit_like(raw, len(c.group("gap"))):
-            # a misspelt unit ('beatts/min') is that unit; any other gives the value null
-            tok.unit, tok.unit_gap = _unit_typo(raw.lower()) or raw, len(c.group("gap"))
+            # a misspelt unit word ('beatts/min') is that unit; any other gives the value null
+            typo = _unit_typo(raw.lower()) if raw.replace("/", "").isalpha() and len(raw) >= 6 else None
+            tok.unit, tok.unit_gap = typo or raw, len(c.group("gap"))
             tok.unit_start = c.start("u")
             tok.unit_end = tok.unit_start + len(raw)
 
