@@ -7,8 +7,8 @@ after  = ``decoder="forced"``: cached prefix KV, batched samples, forced tokens 
 Each decoder runs in its own process so each peak RSS is its own. The machine is shared: run it
 when it is quiet, and repeat.
 
-    .venv/bin/python bench/bench_local.py --reports 2              # both decoders
-    .venv/bin/python bench/bench_local.py --decoder forced --reports 12
+    .venv/bin/python bench/bench_local.py --reports 2              # both decoders, 1 thread
+    .venv/bin/python bench/bench_local.py --decoder forced --reports 12 --threads 2
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev"
 
 
-def measure(decoder: str, data: Path, reports: int, modes: list[str]) -> dict:
+def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: int) -> dict:
     """Load once, then time each mode on each report; peak RSS of this process at the end."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from extraction.backends.local import LocalBackend
@@ -35,13 +35,14 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str]) -> dict:
     from extraction.normalize import clean_text
 
     started = time.perf_counter()
-    backend = LocalBackend(decoder=decoder)
+    backend = LocalBackend(decoder=decoder, threads=threads)
     load_s = time.perf_counter() - started
     texts = [clean_text(deidentify(p.read_text())) for p in sorted(data.glob("*.txt"))[:reports]]
-    result: dict = {"decoder": decoder, "reports": len(texts), "load_s": round(load_s, 1)}
+    result: dict = {"decoder": decoder, "reports": len(texts), "threads": threads, "load_s": round(load_s, 1)}
     for mode in modes:
         n = 1 if mode == "greedy" else 3
         seconds, valid, invalid = [], 0, 0
+        passes = backend.decoder.forward_passes
         for text in texts:
             t0 = time.perf_counter()
             out = backend.extract(text, n_samples=n)
@@ -50,6 +51,8 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str]) -> dict:
             invalid += len(out.invalid)
         result[mode] = {"s_per_report": round(sum(seconds) / len(seconds), 2), "each_s": [round(s, 1) for s in seconds],
                         "valid": valid, "invalid": invalid}
+        if decoder == "forced":  # deterministic, unlike seconds on a shared machine
+            result[mode]["forward_passes_per_report"] = (backend.decoder.forward_passes - passes) / len(texts)
     result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
     return result
 
@@ -60,17 +63,18 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--reports", type=int, default=2)
     parser.add_argument("--modes", default="greedy,sampled", help="greedy (1 sample), sampled (3 samples)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (same for both decoders)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used for the child processes)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if args.decoder != "both":
-        result = measure(args.decoder, args.data, args.reports, modes)
+        result = measure(args.decoder, args.data, args.reports, modes, args.threads)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0
     rows = []
     for decoder in ("generate", "forced"):
         cmd = [sys.executable, __file__, "--decoder", decoder, "--data", str(args.data), "--reports", str(args.reports),
-               "--modes", args.modes, "--json"]
+               "--modes", args.modes, "--threads", str(args.threads), "--json"]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'':22}{'load s':>8}" + "".join(f"{m + ' s/report':>20}" for m in modes) + f"{'peak RSS GB':>14}")

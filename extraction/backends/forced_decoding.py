@@ -6,31 +6,40 @@ fixed ``answer_layout`` (forced text, a slot, forced text, ...), so:
 
 - each forced stretch (``,"LVEDV":``) is fed in the same forward pass as the token that ended the
   previous value: the only decode steps left are the value tokens themselves;
-- a forward pass is skipped when only one continuation is possible (``null`` must be followed by
-  the separator; a category is settled once its first token picks it);
-- logits are computed only for the tokens a slot can use (digits, '.', pieces of 'null',
-  separators, category tokens), not the 49k vocabulary;
+- no forward pass where only one continuation is possible (``null`` must be followed by the
+  separator; a category is settled once its first token picks it);
+- logits only for the tokens a slot can use (digits, '.', 'null', separators, category tokens),
+  not the 49k vocabulary;
 - the n samples are a tree over one shared prompt: samples that made the same choices so far are
-  one branch and are computed once; a branch splits where the samples draw different tokens.
-  All branches live in one batch-1 KV cache, each token seeing the prompt and its own ancestors
-  (a 4D mask and per-branch positions), so the prompt's keys and values are stored once;
+  one branch, computed once; a branch splits where its samples draw different tokens. All
+  branches live in one batch-1 KV cache, each token seeing the prompt and its own ancestors (a 4D
+  mask and per-branch positions), so the prompt's keys and values are stored and read once;
+- drafts (speculation checked in the same pass): after the tokens a branch must feed, a small tree
+  of likely continuations is fed too: a guessed value for this field and the next ones (a number
+  written on a line that names the field, else null) with their forced keys, the continuations of
+  report numbers that start like the number being written, and a repeat of the previous value.
+  The logits at every drafted position come out of the same pass; walking the draft, each sample
+  draws its token from the logits there and keeps going while the draws match the draft. A good
+  draft saves whole forward passes; a wrong one costs a little compute. Drafting pauses while fewer
+  than a quarter of drafted tokens are taken;
 - the KV cache writes into a preallocated buffer (no copy of the whole cache per step), and
-  attention groups the query heads that share a key/value head instead of copying keys and
-  values per head (SmolLM2 has 9 query heads on 3 KV heads).
+  attention groups the query heads that share a key/value head instead of copying keys and values
+  per head (SmolLM2 has 9 query heads on 3 KV heads).
 
-Sampling is exact: every sample draws its own token from the branch's distribution, so samples
-are as independent as separate runs; merging only shares the computation of identical prefixes.
-The number grammar is the training target's: JSON numbers without sign or exponent (every catalog
-field is non-negative), at most 6 integer and 2 decimal digits, so a slot always ends. The caller still validates the text
-with ``parse_model_output``: the decoder guarantees the format, not the caller's trust.
+Exact: every choice is drawn from the model's own logits at that position (greedy or sampling with
+temperature/top-p), so results equal plain step-by-step decoding; merging and drafting only decide
+what is computed when. The number grammar is the training target's (``prompt.format_number``): JSON
+numbers without sign or exponent (every field is non-negative), at most 6 integer and 2 decimal
+digits, so a slot always ends. The caller still validates the text with ``parse_model_output``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -175,6 +184,7 @@ class _Branch:
     position: int  # logical position of its next token
     slot: int = 0
     text: str = ""  # characters of the current number slot so far
+    last: str = ""  # the previous number slot's value
     chosen: list[int] = field(default_factory=list)  # tokens of the current choice slot so far
     out: list[int] = field(default_factory=list)  # every answer token, forced ones included
     pending: list[int] = field(default_factory=list)  # tokens to feed in the next forward pass
@@ -207,6 +217,8 @@ class ForcedDecoder:
     def __init__(self, causal_lm, tokenizer) -> None:
         self.lm = causal_lm
         self.body = causal_lm.get_decoder()  # the transformer stack without the LM head
+        # transformers renamed past_key_values to cache (5.x); use whichever this version takes
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.body.forward).parameters else "past_key_values"
         self.tokenizer = tokenizer
         self.device = causal_lm.device
         pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
@@ -220,10 +232,8 @@ class ForcedDecoder:
         self._add_columns(self.value_ids)
         self._compiled: dict[tuple[Piece, ...], CompiledLayout] = {}
         self._allowed: dict[tuple[str, int], list[int]] = {}
-        null = self.encode("null")
-        self._null_id = null[0] if len(null) == 1 and null[0] in self.token_text else None
         self._encoded: dict[str, list[int]] = {}
-        self._numbers: list[str] = []
+        self._hints: dict[str, list[str]] = {}
         self.forward_passes = 0  # for benchmarks
         self.tokens_fed = 0
 
@@ -232,9 +242,11 @@ class ForcedDecoder:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _encode_cached(self, text: str) -> list[int]:
+    def _value_tokens(self, text: str) -> list[int]:
+        """Tokens of (part of) a value; empty when the tokenizer writes it with other tokens."""
         if text not in self._encoded:
-            self._encoded[text] = self.encode(text)
+            ids = self.encode(text)
+            self._encoded[text] = ids if all(t in self.token_text for t in ids) else []
         return self._encoded[text]
 
     def _add_columns(self, ids: Sequence[int]) -> None:
@@ -299,7 +311,7 @@ class ForcedDecoder:
         self.tokens_fed += ids.shape[1]
         with self._grouped_attention():
             out = self.body(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
-                            attention_mask=mask.to(self.device), cache=cache, use_cache=True)
+                            attention_mask=mask.to(self.device), use_cache=True, **{self._cache_kw: cache})
         return out.last_hidden_state[0]
 
     @torch.inference_mode()
@@ -318,13 +330,17 @@ class ForcedDecoder:
 
     @torch.inference_mode()
     def decode(self, state: PromptState, layout: Sequence[Piece], *, n: int = 1, temperature: float = 0.0,
-               top_p: float = 1.0, seed: int = 0, numbers: Sequence[str] = ()) -> list[Decoded]:
+               top_p: float = 1.0, seed: int = 0, hints: Mapping[str, Sequence[str]] | None = None) -> list[Decoded]:
         """Decode ``n`` answers after a prefilled prompt that already ends with the layout's first
-        forced text. Consumes ``state``. ``numbers`` (as written in the report) feed the drafts.
-        Returns the answers' texts with that first forced text included."""
+        forced text. Consumes ``state``. Returns the answers' texts with that first text included.
+
+        ``hints`` only steer the drafts, never the result: per slot key, the values worth drafting
+        first ("null" or numbers as the answer writes them), then under "*" every number in the
+        report (for continuing a number the model has started)."""
         compiled = self.compile(layout)
         generator = torch.Generator().manual_seed(seed)
-        self._numbers = [x for x in dict.fromkeys(numbers) if number_done(x)]
+        self._hints = {k: [x for x in v if number_done(x)] for k, v in (hints or {}).items()}
+        self._drafted = self._accepted = self._steps = 0
         visible = torch.zeros(n, state.length + 1024, dtype=torch.bool)
         visible[:, : state.length] = True
         branches = [_Branch(samples=list(range(n)), row=0, position=state.length, out=list(compiled.lead[0]))]
@@ -338,7 +354,9 @@ class ForcedDecoder:
             active = [b for b in branches if not b.done]
             if not active:
                 break
-            work = [self._plan(compiled, b, budget=max(4, DRAFT_BUDGET // len(active))) for b in active]
+            budget = self._draft_budget(len(active))
+            work = [self._plan(compiled, b, budget) for b in active]
+            self._drafted += sum(len(f.nodes) for f in work)
             total = sum(len(f.chain) + len(f.nodes) for f in work)
             if length + total > visible.shape[1]:
                 visible = torch.cat([visible, torch.zeros(n, total + 1024, dtype=torch.bool)], 1)
@@ -375,6 +393,18 @@ class ForcedDecoder:
                 answers[sample] = Decoded(self.tokenizer.decode(b.out), list(b.out), list(b.decisions))
         return [answers[sample] for sample in range(n)]
 
+    def _draft_budget(self, branches: int) -> int:
+        """Draft while drafts pay: a rejected drafted token costs compute, an accepted run saves a
+        forward pass. When fewer than a quarter are taken, draft only every 8th step (to notice
+        when they start paying again, e.g. in a run of nulls)."""
+        self._steps += 1
+        if DRAFT_BUDGET <= 0:
+            return 0
+        paying = self._drafted < 4 * DRAFT_BUDGET or self._accepted >= 0.25 * self._drafted
+        if not paying and self._steps % 8:
+            return 0
+        return max(4, DRAFT_BUDGET // branches)
+
     def _plan(self, compiled: CompiledLayout, branch: _Branch, budget: int) -> _Feed:
         """What to feed for a branch: its pending tokens, then a draft tree of likely continuations.
 
@@ -386,26 +416,26 @@ class ForcedDecoder:
         slot = branch.slot
         if branch.done or compiled.slots[slot].kind != "number" or budget <= 0:
             return feed
+        key = compiled.slots[slot].key
+        after = compiled.lead[slot + 1]
+        repeat = [branch.last] if branch.last and branch.last != "null" else []  # models often repeat themselves
         paths: list[list[int]] = []
-        if branch.text == "":
+        if branch.text == "":  # a chain of guesses (this field's, then the next fields'), and a repeat
+            extra = [[*self._value_tokens(v), *after] for v in repeat if v != self._hints.get(key, ["null"])[0]]
+            room = budget - sum(len(p) for p in extra)
             path: list[int] = []
             for nxt in range(slot, len(compiled.slots)):
-                if compiled.slots[nxt].kind != "number" or self._null_id is None:
+                guesses = self._hints.get(compiled.slots[nxt].key, ["null"])
+                if compiled.slots[nxt].kind != "number" or not guesses or len(path) >= room:
                     break
-                step = [self._null_id, *compiled.lead[nxt + 1]]
-                if len(path) + len(step) > budget:
-                    break
-                path += step
-            paths.append(path)
-        else:
-            after = compiled.lead[slot + 1]
-            for number in self._numbers:
+                path += [*self._value_tokens(guesses[0]), *compiled.lead[nxt + 1]]
+            paths = [path[:max(room, 0)], *extra]
+        else:  # continuations of numbers that start like this one: likely ones first
+            for number in dict.fromkeys([*repeat, *self._hints.get(key, []), *self._hints.get("*", [])]):
                 if number.startswith(branch.text) and number != branch.text:
-                    rest = self._encode_cached(number[len(branch.text):])
-                    if rest and all(t in self.token_text for t in rest):
-                        paths.append([*rest, *after])
+                    paths.append([*self._value_tokens(number[len(branch.text):]), *after])
             if number_done(branch.text):
-                paths.append(list(after))
+                paths.insert(0, list(after))
         used = 0
         children: dict[tuple[int, int], int] = {}
         for path in paths:
@@ -458,6 +488,7 @@ class ForcedDecoder:
     def _accept(self, branch: _Branch, feed: _Feed, node: int, visible: torch.Tensor) -> None:
         visible[branch.row, feed.slot0 + feed.first_node + node] = True
         branch.position += 1
+        self._accepted += 1
 
     def _draw(self, compiled: CompiledLayout, branch: _Branch, logits: torch.Tensor, temperature: float, top_p: float,
               generator: torch.Generator) -> list[tuple[int, list[int], float | None]]:
@@ -500,6 +531,7 @@ class ForcedDecoder:
 
     def _finish_slot(self, compiled: CompiledLayout, branch: _Branch) -> None:
         branch.slot += 1
+        branch.last = branch.text or branch.last
         branch.text, branch.chosen = "", []
         branch.out += compiled.lead[branch.slot]
         branch.pending += compiled.lead[branch.slot]

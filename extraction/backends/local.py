@@ -30,6 +30,7 @@ from extraction.backends.forced_decoding import ForcedDecoder, PromptState
 from extraction.normalize import parse_number
 from extraction.prompt import (PREFIX, TEACHER_PREFIX, Forced, answer_layout, build_prompt, field_layout,
                                field_prompt_parts, format_number, parse_field_output)
+from schemas.catalog import CATALOG
 from schemas.messages import ModelInfo
 from schemas.model_output import InvalidModelOutput, model_output_schema, parse_model_output
 
@@ -55,10 +56,19 @@ def default_model_location() -> tuple[Path, str]:
     return folder, ggufs[0].name
 
 
-def numbers_in(text: str) -> list[str]:
-    """Numbers written in the report, formatted as the answer writes them (drafts for the decoder)."""
-    found = (parse_number(m) for m in _NUMBER_RE.findall(text))
-    return list(dict.fromkeys(format_number(x) for x in found if x is not None and x >= 0))
+def draft_hints(text: str) -> dict[str, list[str]]:
+    """What the decoder drafts first for each field: numbers on lines that name the field (its
+    catalog synonyms), else "null"; under "*" every number in the report. Hints only decide what
+    is worth computing ahead; the model still chooses every value."""
+    lines = text.lower().splitlines()
+    per_line = [[format_number(x) for x in map(parse_number, _NUMBER_RE.findall(line)) if x is not None]
+                for line in lines]
+    hints: dict[str, list[str]] = {"*": list(dict.fromkeys(v for values in per_line for v in values))}
+    for spec in CATALOG.fields:
+        pattern = re.compile(r"\b(?:" + "|".join(re.escape(s) for s in (spec.key.lower(), *spec.synonyms)) + r")\b")
+        named = [v for line, values in zip(lines, per_line) if pattern.search(line) for v in values]
+        hints[spec.key] = list(dict.fromkeys(named)) or ["null"]
+    return hints
 
 
 def _device(setting: str):
@@ -185,7 +195,7 @@ class LocalBackend(ExtractionBackend):
         rest = self.decoder.encode(build_prompt(text)[len(PREFIX):]) + self.decoder.encode(first.text)
         state = self.decoder.prefill(rest, self._prefix.fork(room=len(rest) + n * ANSWER_ROOM))
         answers = self.decoder.decode(state, self._layout, n=n, temperature=temperature, top_p=top_p,
-                                      seed=self.settings.extraction.seed, numbers=numbers_in(text))
+                                      seed=self.settings.extraction.seed, hints=draft_hints(text))
         return [a.text for a in answers]
 
     def _generate(self, prompt: str, n: int, temperature: float, top_p: float) -> list[str]:
@@ -220,7 +230,7 @@ class LocalBackend(ExtractionBackend):
             state = self.decoder.prefill(ids, self._report(shared).fork(room=len(ids) + n * 16))
             answers = self.decoder.decode(state, layout, n=n, temperature=temperature, top_p=top_p,
                                           seed=self.settings.extraction.seed if seed is None else seed,
-                                          numbers=numbers_in(text))
+                                          hints=draft_hints(text))
         result = []
         for answer in answers:
             try:
