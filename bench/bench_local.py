@@ -27,18 +27,22 @@ sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev"
 
 
-def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: int) -> dict:
+def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: int, adapter: str | None = None) -> dict:
     """Load once, then time each mode on each report; peak RSS of this process at the end."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from cmrx.config import get_settings
     from extraction.backends.local import LocalBackend
     from extraction.deid import deidentify
     from extraction.normalize import clean_text
 
     started = time.perf_counter()
-    backend = LocalBackend(decoder=decoder, threads=threads)
+    settings = get_settings().model_copy(deep=True)
+    settings.llm.adapter = adapter
+    backend = LocalBackend(settings, decoder=decoder, threads=threads)
     load_s = time.perf_counter() - started
     texts = [clean_text(deidentify(p.read_text())) for p in sorted(data.glob("*.txt"))[:reports]]
-    result: dict = {"decoder": decoder, "reports": len(texts), "threads": threads, "load_s": round(load_s, 1)}
+    result: dict = {"decoder": decoder, "reports": len(texts), "threads": threads, "adapter": adapter,
+                    "load_s": round(load_s, 1)}
     for mode in modes:
         n = 1 if mode == "greedy" else 3
         seconds, valid, invalid = [], 0, 0
@@ -64,17 +68,19 @@ def main() -> int:
     parser.add_argument("--reports", type=int, default=2)
     parser.add_argument("--modes", default="greedy,sampled", help="greedy (1 sample), sampled (3 samples)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (same for both decoders)")
+    parser.add_argument("--adapter", help="LoRA adapter folder (default: the bare base model)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used for the child processes)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if args.decoder != "both":
-        result = measure(args.decoder, args.data, args.reports, modes, args.threads)
+        result = measure(args.decoder, args.data, args.reports, modes, args.threads, args.adapter)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0
     rows = []
     for decoder in ("generate", "forced"):
         cmd = [sys.executable, __file__, "--decoder", decoder, "--data", str(args.data), "--reports", str(args.reports),
-               "--modes", args.modes, "--threads", str(args.threads), "--json"]
+               "--modes", args.modes, "--threads", str(args.threads), "--json"] + (
+                   ["--adapter", args.adapter] if args.adapter else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'':22}{'load s':>8}" + "".join(f"{m + ' s/report':>20}" for m in modes) + f"{'peak RSS GB':>14}")

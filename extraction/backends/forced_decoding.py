@@ -20,8 +20,8 @@ fixed ``answer_layout`` (forced text, a slot, forced text, ...), so:
   report numbers that start like the number being written, and a repeat of the previous value.
   The logits at every drafted position come out of the same pass; walking the draft, each sample
   draws its token from the logits there and keeps going while the draws match the draft. A good
-  draft saves whole forward passes; a wrong one costs a little compute. Drafting pauses while fewer
-  than a quarter of drafted tokens are taken;
+  draft saves whole forward passes; a wrong one costs a little compute, so the draft size follows
+  how many drafted tokens were taken lately;
 - the KV cache writes into a preallocated buffer (no copy of the whole cache per step), and
   attention groups the query heads that share a key/value head instead of copying keys and values
   per head (SmolLM2 has 9 query heads on 3 KV heads).
@@ -55,7 +55,8 @@ _NUMBER_DONE = re.compile(r"null|(?:0|[1-9]\d{0,5})(?:\.\d{1,2})?")
 _NUMBER_PREFIX = re.compile(r"n|nu|nul|null|(?:0|[1-9]\d{0,5})(?:\.\d{0,2})?")
 _VALUE_CHARS = set("0123456789.nul")
 ATTENTION = "cmrx_grouped_sdpa"
-DRAFT_BUDGET = 16  # drafted tokens per forward pass, shared by the branches
+DRAFT_BUDGET = 16  # most drafted tokens per branch and forward pass
+MIN_DRAFT = 4  # fewest (cheap: a forward pass costs about as much as 20-40 extra tokens)
 
 
 def number_prefix_ok(text: str) -> bool:
@@ -340,7 +341,8 @@ class ForcedDecoder:
         compiled = self.compile(layout)
         generator = torch.Generator().manual_seed(seed)
         self._hints = {k: [x for x in v if number_done(x)] for k, v in (hints or {}).items()}
-        self._drafted = self._accepted = self._steps = 0
+        self._drafted = self._accepted = self._accepted_before = self._steps = 0
+        self._taken = float(MIN_DRAFT)
         visible = torch.zeros(n, state.length + 1024, dtype=torch.bool)
         visible[:, : state.length] = True
         branches = [_Branch(samples=list(range(n)), row=0, position=state.length, out=list(compiled.lead[0]))]
@@ -394,16 +396,17 @@ class ForcedDecoder:
         return [answers[sample] for sample in range(n)]
 
     def _draft_budget(self, branches: int) -> int:
-        """Draft while drafts pay: a rejected drafted token costs compute, an accepted run saves a
-        forward pass. When fewer than a quarter are taken, draft only every 8th step (to notice
-        when they start paying again, e.g. in a run of nulls)."""
-        self._steps += 1
+        """Drafted tokens per branch for the next pass: a rejected drafted token costs a little
+        compute, an accepted run saves a forward pass, so follow how much was taken lately
+        (about twice the recent accepted tokens per branch, between MIN and DRAFT_BUDGET)."""
         if DRAFT_BUDGET <= 0:
             return 0
-        paying = self._drafted < 4 * DRAFT_BUDGET or self._accepted >= 0.25 * self._drafted
-        if not paying and self._steps % 8:
-            return 0
-        return max(4, DRAFT_BUDGET // branches)
+        taken = self._accepted - self._accepted_before
+        self._accepted_before = self._accepted
+        if self._steps:
+            self._taken = 0.7 * self._taken + 0.3 * taken / max(branches, 1)
+        self._steps += 1
+        return int(min(DRAFT_BUDGET, max(MIN_DRAFT, 2 * self._taken + 2)))
 
     def _plan(self, compiled: CompiledLayout, branch: _Branch, budget: int) -> _Feed:
         """What to feed for a branch: its pending tokens, then a draft tree of likely continuations.
