@@ -53,18 +53,23 @@ def vote(cands: list[Candidate]) -> list[Candidate]:
     A table row beats a measurement line beats prose. Values equal after rounding to the less
     precise one agree (table 42.4 %, impression 42 %): the more precise one is kept.
     """
+    if len(cands) == 1:
+        return [cands[0]]  # most fields have one candidate: nothing to vote on
     top = max(c.priority for c in cands)
     group = [c for c in cands if c.priority == top]
-    group.sort(key=_decimals, reverse=True)
+    # decimals once per candidate (a regex each), in the order the sort needs them
+    dec = {id(c): _decimals(c) for c in group}
+    group.sort(key=lambda c: dec[id(c)], reverse=True)
     best = group[0]
+    best_dec = dec[id(best)]
     for c in group[1:]:
         if _close(c.value, best.value):
             continue
-        d = _decimals(c)
-        if round(best.value, d) == round(c.value, d) and d < _decimals(best):
+        d = dec[id(c)]
+        if round(best.value, d) == round(c.value, d) and d < best_dec:
             continue
         return []
-    return [c for c in group if _close(c.value, best.value) or _decimals(c) < _decimals(best)]
+    return [c for c in group if _close(c.value, best.value) or dec[id(c)] < best_dec]
 
 
 def extract_rules(text: str) -> RulesResult:
@@ -76,6 +81,7 @@ def extract_rules(text: str) -> RulesResult:
         by_key.setdefault(c.key, []).append(c)
     values: dict[str, float | None] = dict.fromkeys(FIELD_KEYS)
     evidence: dict[str, Evidence] = {}
+    n = len(text)
     for key, cands in by_key.items():
         chosen = vote(cands)
         if not chosen:
@@ -85,7 +91,7 @@ def extract_rules(text: str) -> RulesResult:
         seen: set[tuple[int, int]] = set()
         for c in chosen:
             for s, e in c.spans + c.extra_spans:
-                if (s, e) not in seen and 0 <= s < e <= len(text):
+                if (s, e) not in seen and 0 <= s < e <= n:
                     seen.add((s, e))
                     spans.append(Span(start=s, end=e, text=text[s:e]))
         evidence[key] = Evidence(spans=spans, original_value=chosen[0].original)

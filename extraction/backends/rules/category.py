@@ -24,6 +24,9 @@ _NEGATION = frozenset({"no", "not", "without", "exclude", "excluded", "excludes"
                        "absence", "absent", "nor", "r/o", "against", "rather"})
 _RULE_OUT = re.compile(r"\brule[sd]?\s+out\b|\bruling\s+out\b|\bno\s+evidence\b|\bno\s+features\b", re.I)
 _CLAUSE_END = re.compile(r"[.;\n]")
+_NON_END = re.compile(r"non[\s\-]*$", re.I)
+_LOWER_WORD = re.compile(r"[a-z/]+")
+_NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,7 @@ class _Phrase:
 
 
 def _norm(s: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", s.lower().replace("'", "")).split())
+    return " ".join(_NOT_ALNUM.sub(" ", s.lower().replace("'", "")).split())
 
 
 @lru_cache(maxsize=1)
@@ -52,8 +55,14 @@ def _fix_word(word: str) -> str:
     return close[0] if len(close) == 1 else word
 
 
+_LONG_WORD = re.compile(r"[A-Za-z]{6,}")
+
+
 def _fix_typos(text: str) -> str:
-    return re.sub(r"[A-Za-z]{6,}", lambda m: _fix_word(m.group(0)), text)
+    """Most reports have no typo in a category word: check the distinct words before rewriting."""
+    if all(_fix_word(w) == w for w in set(_LONG_WORD.findall(text))):
+        return text
+    return _LONG_WORD.sub(lambda m: _fix_word(m.group(0)), text)
 
 
 @lru_cache(maxsize=1)
@@ -71,9 +80,9 @@ def _matcher() -> tuple[re.Pattern[str], dict[str, _Phrase]]:
 def _negated(text: str, start: int) -> bool:
     window = text[max(0, start - 60):start]
     clause = _CLAUSE_END.split(window)[-1]
-    if re.search(r"non[\s\-]*$", clause, re.I):
+    if _NON_END.search(clause):
         return True
-    words = re.findall(r"[a-z/]+", clause.lower())[-5:]
+    words = _LOWER_WORD.findall(clause.lower())[-5:]
     return any(w in _NEGATION for w in words) or bool(_RULE_OUT.search(clause))
 
 

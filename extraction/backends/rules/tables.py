@@ -44,6 +44,23 @@ class GridColumn:
     unknown: bool = False  # the header cell has a word we cannot read: its field needs every part named
 
 
+def _last_line(cells_of):
+    """Remember the cells of the last line: a row's cells are asked for once per number in it."""
+    memo: tuple[str | None, tuple[tuple[int, int], ...]] = (None, ())
+
+    def cached(line: str) -> tuple[tuple[int, int], ...]:
+        nonlocal memo
+        known, cells = memo  # one tuple, replaced whole: safe when threads share it
+        if known != line:
+            cells = tuple(cells_of(line))
+            memo = (line, cells)
+        return cells
+
+    cached.__doc__ = cells_of.__doc__
+    return cached
+
+
+@_last_line
 def pipe_cells(line: str) -> list[tuple[int, int]]:
     """Cells between '|' marks; a leading '|' opens the first cell."""
     bars = [i for i, c in enumerate(line) if c == "|"]
@@ -58,6 +75,7 @@ def pipe_cells(line: str) -> list[tuple[int, int]]:
     return cells
 
 
+@_last_line
 def ws_cells(line: str) -> list[tuple[int, int]]:
     return [m.span() for m in _WS_CELL.finditer(line)]
 

@@ -17,16 +17,20 @@ from extraction.normalize import UNIT_SPELLINGS, WEAK_UNITS, canonical_unit, par
 from extraction.backends.rules.lexicon import _one_edit, get_lexicon
 from extraction.backends.rules.words import BAD_FOLLOWERS, COMPARATOR_WORDS, MONTHS
 
+# Words, the commonest token, are tried first; the digit shapes only after a lookahead for a digit
+# (they all start with one), so a word or a mark is not tried against each of them in turn.
 _MASTER = re.compile(
     r"""
     (?P<sp>[^\S\n]*)
     (?:
-      (?P<date>\d{1,4}(?P<dsep>[./-])\d{1,2}(?P=dsep)\d{2,4}(?!\d))
-    | (?P<time>\d{1,2}:\d{2}(?::\d{2})?(?!\d))
-    | (?P<ftin>(?P<ft>\d)\s?(?i:'|ft\.?|feet)\s?(?P<inch>\d{1,2}(?:\.\d)?)\s?(?i:''|"|in\b\.?|inch(?:es)?\b)?)
-    | (?P<view>[234]\s?-?\s?(?i:chamber|ch|c)\b)
-    | (?P<num>\d+(?:[.,]\d+)?)
-    | (?P<word>[A-Za-z][A-Za-z0-9]*)
+      (?P<word>[A-Za-z][A-Za-z0-9]*)
+    | (?=\d)(?:
+        (?P<date>\d{1,4}(?P<dsep>[./-])\d{1,2}(?P=dsep)\d{2,4}(?!\d))
+      | (?P<time>\d{1,2}:\d{2}(?::\d{2})?(?!\d))
+      | (?P<ftin>(?P<ft>\d)\s?(?i:'|ft\.?|feet)\s?(?P<inch>\d{1,2}(?:\.\d)?)\s?(?i:''|"|in\b\.?|inch(?:es)?\b)?)
+      | (?P<view>[234]\s?-?\s?(?i:chamber|ch|c)\b)
+      | (?P<num>\d+(?:[.,]\d+)?)
+      )
     | (?P<mark>\S)
     )
     """,
@@ -102,7 +106,8 @@ def tokenize(line: str) -> list[Token]:
     append = toks.append
     skip = 0  # end of the unit the last number consumed
     pos = 0
-    for sp, date, _, time_, ftin, ft, inch, view, num, word, mark in _MASTER.findall(line):
+    has_num = False
+    for sp, word, date, _, time_, ftin, ft, inch, view, num, mark in _MASTER.findall(line):
         spaces = len(sp)
         begin = pos + spaces
         if word:
@@ -133,6 +138,7 @@ def tokenize(line: str) -> list[Token]:
             _attach_unit(line, tok)
             append(tok)
             skip = tok.unit_end
+            has_num = True
         else:
             text = date or time_ or ftin or view
             end = pos = begin + len(text)
@@ -141,15 +147,18 @@ def tokenize(line: str) -> list[Token]:
             if ftin:
                 inches = int(ft) * 12 + float(inch)
                 append(Token("num", begin, end, text, spaces, value=inches, unit="in", unit_start=end, unit_end=end))
+                has_num = True
             elif view:
                 append(Token("word", begin, end, text[0] + "ch", spaces, flag="view"))
             else:
                 append(Token("num", begin, end, text, spaces, flag="junk"))
+                has_num = True
     if "[" in line or "{" in line:
         toks = _coded_units(line, toks)
-    if "|" in line:
-        _cell_units(line, toks)
-    _flag_numbers(line, toks)
+    if has_num:  # both only ever touch numbers
+        if "|" in line:
+            _cell_units(line, toks)
+        _flag_numbers(line, toks)
     return toks
 
 
