@@ -6,11 +6,31 @@ record never duplicates data; fullUrls and the Provenance id are uuid5 of the re
 the same record always gives the same Bundle; every Observation carries its confidence and an
 "AI asserted" security label so downstream users can tell machine output from clinician input.
 Only codes, numbers and identifiers go in: no report text, no evidence spans.
+
+Validation, and why it is cheap: every Bundle is validated with the fhir.resources R4B models
+before it is returned, but not by building ~350 pydantic models per Bundle (about 20 ms of CPU,
+the largest cost of a message). The Bundle is split into its header and its entries. In each part
+the values that change from report to report (ids, fullUrls, identifier values, references,
+decimals, instants; ``_VARIABLE_PATHS``) are replaced by placeholders of the same FHIR type, and
+that template is validated once with ``Bundle.model_validate`` (the whole R4B model: structure,
+cardinality, choice types, every constant code, system and display). Later Bundles with the same
+template only validate their variable values, each with the pydantic type fhir.resources declares
+for that element (``Instant``, ``Decimal``, ``String``, ``Uri``, ``Id`` ...: FHIR's primitive
+rules as fhir.resources implements them). A placeholder is present exactly where a value is, and
+fhir.resources has no rule that ties one primitive's value to another's, so this accepts exactly
+what a full validation accepts. The fast path only ever accepts: anything it cannot prove valid (a
+new template, a value of the wrong kind, a null) is validated in full with fhir.resources, whose
+verdict and error message stand. Two rules fhir.resources does not check are added: a ``urn:uuid``
+reference must name an entry of the Bundle, and the codes of required bindings that we write
+(Observation.status, Bundle.type, request.method) must be in their value sets.
 """
 
 from __future__ import annotations
 
+import marshal
 import math
+import threading
+import types
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -35,6 +55,7 @@ CONFIDENCE_EXTENSION = f"{PROJECT_URL}/StructureDefinition/extraction-confidence
 CATEGORY_KEY = "CATEGORY"
 CATEGORY_DISPLAY = "Diagnosis category from cardiac MRI report"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PROJECT_URL)
+_SPECS = {spec.key: spec for spec in CATALOG.fields}
 
 
 class MappingError(ValueError):
@@ -68,6 +89,20 @@ def build_bundle(record: ExtractionRecord) -> dict[str, Any]:
         bundle["entry"] = entries
     _validate(bundle)
     return bundle
+
+
+def warm_up() -> None:
+    """Validate the templates of every field, the category and the Provenance once, at start-up,
+    so the first reports do not pay for it (about a second under load)."""
+    from schemas.messages import CategoryResult, ModelInfo
+
+    fields = [FieldResult(key=spec.key, value=1.0, unit=spec.unit, samples=[1.0], scores=[], confidence=1.0, route="publish")
+              for spec in CATALOG.fields]
+    category = CategoryResult(value=CATALOG.categories[0].key, samples=[], confidence=1.0, route="publish")
+    for subject in ("Patient/warm-up", None):
+        build_bundle(ExtractionRecord(report_id="warm-up", subject_reference=subject, source_format="text",
+                                      deidentified_text="", fields=fields, category=category,
+                                      model=ModelInfo(backend="warm-up"), combiner="published", threshold=0.7, seconds=0.0))
 
 
 def observation_full_url(report_id: str, key: str) -> str:
@@ -110,9 +145,9 @@ def _common(record: ExtractionRecord, key: str, confidence: float, fhir_category
 
 
 def _field_observation(record: ExtractionRecord, result: FieldResult, effective: str, issued: str) -> dict[str, Any]:
-    if result.key not in CATALOG.keys:
+    spec = _SPECS.get(result.key)
+    if spec is None:
         raise MappingError(f"field {result.key!r} is not in the catalog")
-    spec = CATALOG.field(result.key)
     value = float(result.value)  # type: ignore[arg-type]  # published values are not None
     if not math.isfinite(value):
         raise MappingError(f"field {result.key}: value is not a finite number")
@@ -176,6 +211,14 @@ def _instant(value: datetime) -> str:
 
 
 def _validate(bundle: dict[str, Any]) -> None:
+    """fhir.resources R4B validation of the Bundle (see the module docstring), plus the references
+    and required bindings fhir.resources leaves unchecked. Raises MappingError."""
+    if not _VALIDATOR.fast_valid(bundle):
+        _full_validation(bundle)
+    _check_references(bundle)
+
+
+def _full_validation(bundle: dict[str, Any]) -> None:
     from fhir.resources.R4B.bundle import Bundle
     from pydantic import ValidationError
 
@@ -185,3 +228,204 @@ def _validate(bundle: dict[str, Any]) -> None:
         Bundle.model_validate(bundle)
     except ValidationError as exc:
         raise MappingError(f"Bundle failed FHIR R4B validation: {validation_summary(exc)}") from None
+    for part, owner in _parts(bundle):
+        _check_bindings(part, owner)
+
+
+# Where the values that change from one report to the next live, per part of the Bundle ("*" is
+# every item of a list). Anything not listed is part of the template: a value that changed there
+# would only make a new template, validated in full, never skip a check.
+_VARIABLE_PATHS: dict[str, tuple[tuple[str | int, ...], ...]] = {
+    "Bundle": (("identifier", "value"), ("timestamp",)),
+    "BundleEntry": (("fullUrl",), ("request", "url"), ("request", "ifNoneExist")),
+    "Observation": (
+        ("extension", 0, "valueDecimal"), ("identifier", 0, "value"), ("subject", "reference"),
+        ("effectiveDateTime",), ("issued",), ("valueQuantity", "value"),
+    ),
+    "Provenance": (
+        ("id",), ("target", "*", "reference"), ("recorded",), ("entity", 0, "what", "identifier", "value"),
+    ),
+}
+# Required bindings of the codes written here (FHIR R4B value sets); fhir.resources checks only
+# that a code is a well-formed token.
+_REQUIRED_CODES: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {
+    ("Bundle", ("type",)): frozenset({"document", "message", "transaction", "transaction-response", "batch",
+                                      "batch-response", "history", "searchset", "collection"}),
+    ("BundleEntry", ("request", "method")): frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"}),
+    ("Observation", ("status",)): frozenset({"registered", "preliminary", "final", "amended", "corrected",
+                                             "cancelled", "entered-in-error", "unknown"}),
+}
+# A valid value of each FHIR primitive type used in a variable path, put in the template instead.
+_PLACEHOLDERS: dict[str, Any] = {
+    "string": "x", "uri": "urn:x", "url": "urn:x", "canonical": "urn:x", "id": "x", "code": "x",
+    "decimal": 0.5, "instant": "2000-01-01T00:00:00+00:00", "dateTime": "2000-01-01T00:00:00+00:00",
+}
+_MAX_TEMPLATES = 4096
+
+
+
+def _parts(bundle: dict[str, Any]):
+    """(part, owner type): the header (without entries), each entry (without its resource) and
+    each entry's resource."""
+    yield {k: v for k, v in bundle.items() if k != "entry"}, "Bundle"
+    for entry in bundle.get("entry") or ():
+        if isinstance(entry, dict):
+            yield {k: v for k, v in entry.items() if k != "resource"}, "BundleEntry"
+            resource = entry.get("resource")
+            if isinstance(resource, dict):
+                yield resource, str(resource.get("resourceType"))
+
+
+def _check_bindings(part: dict[str, Any], owner: str) -> None:
+    for (where, path), allowed in _REQUIRED_CODES.items():
+        if where != owner:
+            continue
+        node: Any = part
+        for step in path:
+            node = node.get(step) if isinstance(node, dict) else None
+        if node is not None and node not in allowed:
+            raise MappingError(f"{owner}.{'.'.join(path)}: code {node!r} is not in its required value set")
+
+
+def _check_references(bundle: dict[str, Any]) -> None:
+    """In a transaction Bundle a urn:uuid reference must name the fullUrl of one of its entries."""
+    entries = bundle.get("entry") or ()
+    full_urls = {e.get("fullUrl") for e in entries}
+    for index, entry in enumerate(entries):
+        resource = entry.get("resource") or {}
+        for target in resource.get("target") or ():
+            reference = target.get("reference") if isinstance(target, dict) else None
+            if isinstance(reference, str) and reference.startswith("urn:uuid:") and reference not in full_urls:
+                raise MappingError(f"entry.{index}.resource.target: reference to an entry not in the Bundle")
+
+
+class _TemplateValidator:
+    """Validated templates and the fhir.resources type of each variable path (module docstring)."""
+
+    def __init__(self) -> None:
+        self._templates: set[bytes] = set()
+        self._types: dict[tuple[str, tuple[str | int, ...]], tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def fast_valid(self, bundle: dict[str, Any]) -> bool:
+        """True when the Bundle is proven valid; False means 'validate it in full', not 'invalid'."""
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            return False
+        entries = bundle.get("entry")
+        if entries is not None and not (isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries)):
+            return False
+        values: dict[tuple[int, type, Any], tuple[Any, Any]] = {}
+        header = self._template_key({k: v for k, v in bundle.items() if k != "entry"}, (), values)
+        if header is None:
+            return False
+        missing = []
+        for entry in entries or ():
+            resource = entry.get("resource")
+            if not isinstance(resource, dict) or resource.get("resourceType") not in _VARIABLE_PATHS:
+                return False
+            key = self._template_key(entry, (resource,), values)
+            if key is None:
+                return False
+            if header + key not in self._templates:
+                missing.append(key)
+        if not entries and header not in self._templates:
+            missing.append(b"")
+        for adapter, value in values.values():
+            try:
+                adapter.validate_python(value)
+            except Exception:  # noqa: BLE001 - any failure: let the full validation decide and explain
+                return False
+        for key in missing:
+            # A key is its template: marshal.loads gives back the masked value exactly.
+            template = marshal.loads(header)
+            if key:
+                template["entry"] = [marshal.loads(key)]
+            try:
+                _full_validation(template)
+            except MappingError:
+                return False  # invalid: the full validation of the Bundle itself says where
+            with self._lock:
+                if len(self._templates) >= _MAX_TEMPLATES:
+                    self._templates.clear()
+                self._templates.add(header + key)
+        return True
+
+    def _template_key(self, part: dict[str, Any], resources: tuple, values: dict) -> bytes | None:
+        """``part`` (the Bundle header, or an entry with its resource) with each variable value
+        replaced by a placeholder of its FHIR type, serialized with marshal: fast and type-exact
+        (equal bytes mean equal values, so a key can only miss, never confuse two templates).
+        The placeholders are put in place and taken out again. The values go to ``values`` with
+        the validator of their type. None: not fast-path material."""
+        undo: list[tuple[Any, Any, Any]] = []
+        owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
+        try:
+            for node, owner in owners:
+                for path in _VARIABLE_PATHS[owner]:
+                    if not self._mask(node, path, owner, path, values, undo):
+                        return None
+            return marshal.dumps(part)
+        except ValueError:  # not plain JSON data
+            return None
+        finally:
+            for node, step, value in reversed(undo):
+                node[step] = value
+
+    def _mask(self, node: Any, path: tuple, owner: str, full: tuple, values: dict, undo: list) -> bool:
+        for index, step in enumerate(path[:-1]):
+            if step == "*":
+                return isinstance(node, list) and all(
+                    self._mask(item, path[index + 1 :], owner, full, values, undo) for item in node
+                )
+            try:
+                node = node[step]
+            except (KeyError, IndexError):
+                return True  # absent: nothing to mask
+            except TypeError:
+                return False
+        last = path[-1]
+        try:
+            value = node[last]
+        except (KeyError, IndexError):
+            return True
+        except TypeError:
+            return False
+        if value is None or isinstance(value, (dict, list)):
+            return False
+        adapter, placeholder = self._type(owner, full)
+        values[(id(adapter), type(value), value)] = (adapter, value)
+        undo.append((node, last, value))
+        node[last] = placeholder
+        return True
+
+    def _type(self, owner: str, path: tuple) -> tuple[Any, Any]:
+        """The pydantic validator fhir.resources declares for the element at ``path`` of ``owner``
+        (read from the R4B model classes), and a placeholder value of that FHIR type."""
+        found = self._types.get((owner, path))
+        if found is None:
+            found = self._types[(owner, path)] = _element_type(owner, path)
+        return found
+
+
+def _element_type(owner: str, path: tuple) -> tuple[Any, Any]:
+    import typing
+
+    from fhir.resources.R4B import get_fhir_model_class
+    from fhir_core.types import FHIR_PRIMITIVES_MAPS, FhirBase
+    from pydantic import TypeAdapter
+
+    cls = get_fhir_model_class(owner)
+    annotation: Any = None
+    for step in path:
+        if isinstance(step, int) or step == "*":
+            continue
+        fields = {info.alias or name: info for name, info in cls.model_fields.items()}
+        annotation = fields[step].annotation
+        while typing.get_origin(annotation) in (typing.Union, list, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        if isinstance(annotation, type) and issubclass(annotation, FhirBase):
+            cls = annotation.get_model_klass()
+    primitive = FHIR_PRIMITIVES_MAPS[annotation]
+    return TypeAdapter(annotation, config=cls.model_config), _PLACEHOLDERS[primitive]
+
+
+_VALIDATOR = _TemplateValidator()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,72 @@ def test_mapping_errors(monkeypatch):
     monkeypatch.setattr(mapping, "AI_ASSERTED", {**AI_ASSERTED, "rank": 1})  # not a Coding element
     with pytest.raises(MappingError, match="R4B validation.*security.0.rank"):
         build_bundle(record)
+
+
+def _mutated(bundle: dict, change) -> dict:
+    copy = json.loads(json.dumps(bundle))
+    change(copy)
+    return copy
+
+
+def _first_observation(bundle: dict) -> dict:
+    return _observations(bundle)[0]["resource"]
+
+
+INVALID_BUNDLES = {
+    "decimal value not a number": lambda b: _first_observation(b)["valueQuantity"].update(value="12 ml"),
+    "boolean as decimal": lambda b: _first_observation(b)["valueQuantity"].update(value=True),
+    "infinite value": lambda b: _first_observation(b)["valueQuantity"].update(value=float("inf")),
+    "bad confidence decimal": lambda b: _first_observation(b)["extension"][0].update(valueDecimal="high"),
+    "empty reference": lambda b: _first_observation(b)["subject"].update(reference=""),
+    "reference not a string": lambda b: _first_observation(b)["subject"].update(reference=42),
+    "dangling urn:uuid reference": lambda b: b["entry"][-1]["resource"]["target"].append({"reference": "urn:uuid:0f0f0f0f-0000-4000-8000-000000000000"}),
+    "instant without offset": lambda b: _first_observation(b).update(issued="2025-03-15T08:00:00"),
+    "instant offset out of range": lambda b: b.update(timestamp="2025-03-15T08:00:00+15:00"),
+    "bad dateTime": lambda b: _first_observation(b).update(effectiveDateTime="2025-13-40"),
+    "bad provenance id": lambda b: b["entry"][-1]["resource"].update(id="not an id"),
+    "unknown status code": lambda b: _first_observation(b).update(status="guessed"),
+    "unknown request method": lambda b: b["entry"][0]["request"].update(method="FETCH"),
+    "unknown element": lambda b: _first_observation(b)["valueQuantity"].update(precision=2),
+    "code with whitespace only": lambda b: _first_observation(b)["code"]["coding"][0].update(code=" "),
+}
+
+
+@pytest.mark.parametrize("name", INVALID_BUNDLES)
+def test_invalid_bundle_raises_after_its_template_is_cached(name):
+    """The cheap path (a cached template, only the variable values checked) must reject whatever
+    a full fhir.resources validation rejects."""
+    from consumer.fhir_mapping import _validate
+
+    record = _record(REPORTS[0])
+    bundle = build_bundle(record)  # caches the templates of this record's Bundle
+    build_bundle(record)
+    bad = _mutated(bundle, INVALID_BUNDLES[name])
+    with pytest.raises(MappingError):
+        _validate(bad)
+    _validate(bundle)  # the valid Bundle is still valid (nothing cached from the bad one)
+
+
+def test_cached_validation_agrees_with_fhir_resources():
+    """Many records, two passes: each Bundle is also valid for a full Bundle.model_validate."""
+    from consumer.fhir_mapping import _VALIDATOR
+
+    for report in REPORTS:
+        for _ in range(2):
+            bundle = build_bundle(_record(report, report_id=f"ACC-{report.stem}-x"))
+            assert _VALIDATOR.fast_valid(bundle)
+            Bundle.model_validate(bundle)
+
+
+def test_unknown_codes_from_the_record_raise():
+    record = _record(REPORTS[0])
+    build_bundle(record)
+    unknown_field = record.model_copy(update={"fields": [record.fields[0].model_copy(update={"key": "LVFOO"})]})
+    with pytest.raises(MappingError, match="LVFOO"):
+        build_bundle(unknown_field)
+    unknown_category = record.model_copy(update={"category": record.category.model_copy(update={"value": "Amyloid-ish"})})
+    with pytest.raises(MappingError, match="Amyloid-ish"):
+        build_bundle(unknown_category)
+    bad_time = record.model_copy(update={"extracted_at": datetime(2025, 3, 15, 8, 0, tzinfo=timezone(timedelta(hours=15)))})
+    with pytest.raises(MappingError, match="R4B validation"):
+        build_bundle(bad_time)
