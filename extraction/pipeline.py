@@ -14,7 +14,9 @@ from extraction.backends.base import BackendOutput
 from extraction.deid import Deidentifier
 from extraction.normalize import clean_text
 from schemas.catalog import CATALOG, FIELD_KEYS
-from schemas.messages import CategoryResult, ExtractionRecord, FieldResult, ReportEnvelope
+from schemas.messages import CategoryResult, ExtractionRecord, ReportEnvelope
+
+_UNITS = {spec.key: spec.unit for spec in CATALOG.fields}
 
 
 class Extractor:
@@ -69,42 +71,46 @@ def build_record(
         samples = samples * n_samples  # a deterministic backend is perfectly stable
     per_field = {key: [s.values.get(key) for s in samples] for key in FIELD_KEYS}
     voted = {key: scoring.vote(values) for key, values in per_field.items()}
-    consistency = scoring.consistency_scores(voted)
+    consistency = scoring.consistency_parts(voted)
 
-    fields: list[FieldResult] = []
+    # The record is validated once, from plain data, instead of model by model (~300 models).
+    fields: list[dict] = []
     for key in FIELD_KEYS:
-        scores = [scoring.stability(per_field[key]), consistency[key], scoring.distribution(key, voted[key])]
-        extra, grounded_at = signals.field_signals(key, voted[key], text, reference)
+        value = voted[key]
+        scores = [
+            ("stability", *scoring.stability_parts(per_field[key])),
+            ("consistency", *consistency[key]),
+            ("distribution", *scoring.distribution_parts(key, value)),
+        ]
+        extra, grounded_at = signals.field_signal_parts(key, value, text, reference)
         scores += extra
-        confidence = scoring.combine(scores, combiner) if samples else 0.0
-        evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == voted[key]), None)
+        confidence = scoring.combine_values([(name, score) for name, score, _ in scores], combiner) if samples else 0.0
+        evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
         evidence = evidence or grounded_at
-        fields.append(
-            FieldResult(
-                key=key,
-                value=voted[key],
-                unit=CATALOG.field(key).unit,
-                samples=per_field[key],
-                scores=scores,
-                confidence=confidence,
-                route=scoring.route(confidence, threshold),
-                evidence=evidence,
-            )
-        )
-    return ExtractionRecord(
-        report_id=envelope.report_id,
-        subject_reference=envelope.subject_reference,
-        effective_time=envelope.effective_time,
-        source_format=envelope.source_format,
-        deidentified_text=text,
-        fields=fields,
-        category=_category(samples, threshold),
-        model=backend.info(),
-        combiner=combiner,
-        threshold=threshold,
-        invalid_samples=len(output.invalid),
-        seconds=0.0,
-    )
+        fields.append({
+            "key": key,
+            "value": value,
+            "unit": _UNITS[key],
+            "samples": per_field[key],
+            "scores": [{"name": name, "value": score, "reason": reason} for name, score, reason in scores],
+            "confidence": confidence,
+            "route": scoring.route(confidence, threshold),
+            "evidence": evidence,
+        })
+    return ExtractionRecord.model_validate({
+        "report_id": envelope.report_id,
+        "subject_reference": envelope.subject_reference,
+        "effective_time": envelope.effective_time,
+        "source_format": envelope.source_format,
+        "deidentified_text": text,
+        "fields": fields,
+        "category": _category(samples, threshold),
+        "model": backend.info(),
+        "combiner": combiner,
+        "threshold": threshold,
+        "invalid_samples": len(output.invalid),
+        "seconds": 0.0,
+    })
 
 
 def _category(samples, threshold: float) -> CategoryResult:

@@ -20,6 +20,7 @@ from schemas.messages import Score  # noqa: F401  (re-exported for callers)
 
 DEFAULT = 0.7
 Value = float | None
+_SPECS = {spec.key: spec for spec in CATALOG.fields}
 
 
 def pairwise(a: Value, b: Value) -> float:
@@ -49,15 +50,25 @@ def vote(samples: Sequence[Value]) -> Value:
 
 
 def stability(samples: Sequence[Value]) -> Score:
+    value, reason = stability_parts(samples)
+    return Score(name="stability", value=value, reason=reason)
+
+
+def stability_parts(samples: Sequence[Value]) -> tuple[float, str]:
+    """(value, reason) of ``stability``; the pipeline builds its models in one validation."""
     n = len(samples)
     if n < 2:
-        return Score(name="stability", value=1.0, reason="single sample")
+        return 1.0, "single sample"
+    first = samples[0]
+    if all(v == first for v in samples):
+        # every pair scores exactly 1.0 (NaN != NaN, so NaN samples take the long way)
+        return 1.0, f"all {n} samples agree"
     pairs = [(i, j, pairwise(samples[i], samples[j])) for i in range(n) for j in range(i + 1, n)]
     value = sum(s for _, _, s in pairs) / len(pairs)
     if value >= 1.0:
-        return Score(name="stability", value=1.0, reason=f"all {n} samples agree")
+        return 1.0, f"all {n} samples agree"
     shown = ", ".join("null" if v is None else f"{v:g}" for v in samples)
-    return Score(name="stability", value=value, reason=f"samples differ: [{shown}]")
+    return value, f"samples differ: [{shown}]"
 
 
 # ---- consistency: the 22 physiologic relations ------------------------------------------------
@@ -126,13 +137,25 @@ def evaluate_relations(values: dict[str, Value]) -> list[RelationCheck]:
     return checks
 
 
+_RELATION_KEYS = {relation: frozenset((relation.lhs, *relation.operands)) for relation in RELATIONS}
+
+
 def consistency_scores(values: dict[str, Value]) -> dict[str, Score]:
+    return {key: Score(name="consistency", value=value, reason=reason) for key, (value, reason) in consistency_parts(values).items()}
+
+
+def consistency_parts(values: dict[str, Value]) -> dict[str, tuple[float, str]]:
+    """(value, reason) of ``consistency_scores`` per field."""
     checks = evaluate_relations(values)
-    result: dict[str, Score] = {}
+    by_key: dict[str, list[RelationCheck]] = {}
+    for check in checks:  # in relation order, as the per-key lists always were
+        for key in _RELATION_KEYS[check.relation]:
+            by_key.setdefault(key, []).append(check)
+    result: dict[str, tuple[float, str]] = {}
     for key in FIELD_KEYS:
-        mine = [c for c in checks if key == c.relation.lhs or key in c.relation.operands]
+        mine = by_key.get(key)
         if not mine:
-            result[key] = Score(name="consistency", value=DEFAULT, reason="in no evaluable relation")
+            result[key] = (DEFAULT, "in no evaluable relation")
             continue
         value = sum(c.score for c in mine) / len(mine)
         worst = min(mine, key=lambda c: c.score)
@@ -145,7 +168,7 @@ def consistency_scores(values: dict[str, Value]) -> dict[str, Score]:
                 f"{rel.name}: stated {rel.lhs} {worst.stated:g} vs computed {worst.computed:.4g} "
                 f"({gap:.0f}% apart, score {worst.score:.2f}); {len(mine)} relation(s) checked"
             )
-        result[key] = Score(name="consistency", value=value, reason=reason)
+        result[key] = (value, reason)
     return result
 
 
@@ -153,11 +176,17 @@ def consistency_scores(values: dict[str, Value]) -> dict[str, Score]:
 
 
 def distribution(key: str, value: Value) -> Score:
-    reference = CATALOG.field(key).reference
+    score, reason = distribution_parts(key, value)
+    return Score(name="distribution", value=score, reason=reason)
+
+
+def distribution_parts(key: str, value: Value) -> tuple[float, str]:
+    """(value, reason) of ``distribution``."""
+    reference = _SPECS[key].reference
     if value is None:
-        return Score(name="distribution", value=DEFAULT, reason="null value")
+        return DEFAULT, "null value"
     if reference is None:
-        return Score(name="distribution", value=DEFAULT, reason="no reference distribution")
+        return DEFAULT, "no reference distribution"
     best_score, best_sex, best_z = -1.0, "", 0.0
     for sex, (mu, sigma) in (("male", reference.male), ("female", reference.female)):
         z = (value - mu) / sigma
@@ -165,7 +194,7 @@ def distribution(key: str, value: Value) -> Score:
         if score > best_score:
             best_score, best_sex, best_z = score, sex, z
     reason = f"{abs(best_z):.1f} SD {'above' if best_z >= 0 else 'below'} the {best_sex} mean"
-    return Score(name="distribution", value=best_score, reason=reason)
+    return best_score, reason
 
 
 # ---- combining and routing -----------------------------------------------------------------
@@ -173,10 +202,15 @@ def distribution(key: str, value: Value) -> Score:
 
 def combine(scores: Sequence[Score], combiner: str = "published") -> float:
     """'published': mean of stability, consistency, distribution; 'extended': mean of all given."""
+    return combine_values([(s.name, s.value) for s in scores], combiner)
+
+
+def combine_values(scores: Sequence[tuple[str, float]], combiner: str = "published") -> float:
+    """``combine`` over (name, value) pairs."""
     if combiner == "published":
-        chosen = [s.value for s in scores if s.name in ("stability", "consistency", "distribution")]
+        chosen = [value for name, value in scores if name in ("stability", "consistency", "distribution")]
     elif combiner == "extended":
-        chosen = [s.value for s in scores]
+        chosen = [value for _, value in scores]
     else:
         raise ValueError(f"unknown combiner {combiner!r}")
     return sum(chosen) / len(chosen)

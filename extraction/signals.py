@@ -13,16 +13,17 @@ The 'published' combiner ignores both; 'extended' averages all five scores.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
+import math
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
+from functools import lru_cache
 
 from cmrx.logs import get_logger
 from extraction.normalize import _UNIT_ALIASES, parse_number  # the one table of unit factors
 from extraction.scoring import DEFAULT, pairwise
 from schemas.catalog import CATALOG
-from schemas.messages import Evidence, Score, Span
+from schemas.messages import Evidence, Score
 
 log = get_logger(__name__)
 
@@ -36,13 +37,17 @@ def close(a: float, b: float) -> bool:
     return abs(a - b) <= max(0.01, 0.005 * abs(a))
 
 
-def _factors(key: str) -> set[float]:
+@lru_cache(maxsize=None)
+def _factors(key: str) -> frozenset[float]:
     """Every factor that turns a number written in some unit into the field's canonical unit."""
-    unit = CATALOG.field(key).unit
+    unit = _SPECS[key].unit
     factors = {1.0} | {factor for target, factor in _UNIT_ALIASES.values() if target == unit}
     if unit == "%":
         factors.add(100.0)  # a hematocrit or ECV written as a fraction
-    return factors
+    return frozenset(factors)
+
+
+_SPECS = {spec.key: spec for spec in CATALOG.fields}
 
 
 @lru_cache(maxsize=16)
@@ -59,24 +64,67 @@ def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
     return tuple(found)
 
 
+@lru_cache(maxsize=16)
+def _sorted_numbers(text: str) -> tuple[list[float], list[int]] | None:
+    """The text's numbers sorted, with each one's index in text order: a value is looked up by
+    bisection instead of against every number. None when one is not finite (the plain scan decides)."""
+    pairs = sorted((number, index) for index, (number, _, _) in enumerate(_candidates(text)))
+    if not all(math.isfinite(number) for number, _ in pairs):
+        return None
+    return [number for number, _ in pairs], [index for _, index in pairs]
+
+
+def _first_grounded(value: float, factors: frozenset[float], text: str) -> int | None:
+    """Index of the first number in the text (in text order) that some factor makes ``close`` to
+    the value: the same answer as trying every number with every factor, found by bisection."""
+    candidates = _candidates(text)
+    table = None
+    if math.isfinite(value) and all(0 < f < math.inf for f in factors):
+        table = _sorted_numbers(text)
+    if table is None:
+        return next((i for i, (number, _, _) in enumerate(candidates) if any(close(value, number * f) for f in factors)), None)
+    numbers, indexes = table
+    tolerance = max(0.01, 0.005 * abs(value))
+    best = None
+    for f in factors:
+        lo, hi = (value - tolerance) / f, (value + tolerance) / f
+        slack = 1e-9 * (abs(lo) + abs(hi)) + 1e-300  # a little wider than exact; ``close`` decides
+        for i in range(bisect_left(numbers, lo - slack), bisect_right(numbers, hi + slack)):
+            if close(value, numbers[i] * f) and (best is None or indexes[i] < best):
+                best = indexes[i]
+    return best
+
+
 def grounding(key: str, value: float | None, text: str) -> tuple[Score, Evidence | None]:
     """Is the value (or its pre-conversion original) written in the de-identified text?"""
+    score, reason, evidence = grounding_parts(key, value, text)
+    return Score(name="grounding", value=score, reason=reason), (Evidence.model_validate(evidence) if evidence else None)
+
+
+def grounding_parts(key: str, value: float | None, text: str) -> tuple[float, str, dict | None]:
+    """``grounding`` as (value, reason, evidence as a dict or None); the pipeline builds its
+    models in one validation."""
     if value is None:
-        return Score(name="grounding", value=NULL_GROUNDING, reason="null value: nothing to look for"), None
-    factors = _factors(key)
-    for number, start, end in _candidates(text):
-        if any(close(value, number * f) for f in factors):
-            written = text[start:end]
-            evidence = Evidence(spans=[Span(start=start, end=end, text=written)], original_value=written)
-            return Score(name="grounding", value=1.0, reason=f"written in the report as {written!r}"), evidence
-    return Score(name="grounding", value=0.0, reason=f"{value:g} is not written in the report (nor before a unit conversion)"), None
+        return NULL_GROUNDING, "null value: nothing to look for", None
+    index = _first_grounded(value, _factors(key), text)
+    if index is not None:
+        _, start, end = _candidates(text)[index]
+        written = text[start:end]
+        evidence = {"spans": [{"start": start, "end": end, "text": written}], "original_value": written}
+        return 1.0, f"written in the report as {written!r}", evidence
+    return 0.0, f"{value:g} is not written in the report (nor before a unit conversion)", None
 
 
 def agreement(value: float | None, rules_value: float | None) -> Score:
+    score, reason = agreement_parts(value, rules_value)
+    return Score(name="agreement", value=score, reason=reason)
+
+
+def agreement_parts(value: float | None, rules_value: float | None) -> tuple[float, str]:
     score = pairwise(value, rules_value)
     shown = "null" if rules_value is None else f"{rules_value:g}"
     reason = "agrees with the rules backend" if score >= 1.0 else f"rules backend says {shown}"
-    return Score(name="agreement", value=score, reason=reason)
+    return score, reason
 
 
 class RulesReference:
@@ -119,3 +167,14 @@ def field_signals(
     if reference is not None:
         scores.append(agreement(value, reference.get(key)))
     return scores, evidence
+
+
+def field_signal_parts(
+    key: str, value: float | None, text: str, reference: Mapping[str, float | None] | None
+) -> tuple[list[tuple[str, float, str]], dict | None]:
+    """``field_signals`` as (name, value, reason) triples and the evidence as a dict."""
+    score, reason, evidence = grounding_parts(key, value, text)
+    parts = [("grounding", score, reason)]
+    if reference is not None:
+        parts.append(("agreement", *agreement_parts(value, reference.get(key))))
+    return parts, evidence
