@@ -17,6 +17,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
 
@@ -279,15 +280,17 @@ def hl7_unescape(value: str, enc: Encoding = DEFAULT_ENCODING) -> str:
 
 @dataclass
 class _Segment:
-    """One segment: its raw text and, for header-type segments, hl7apy's parse of it.
+    """One segment: its raw text, its delimiters, and whether hl7apy knows it in this version.
 
-    Text segments (OBX, NTE) are read from the raw fields: hl7apy re-escapes sequences it does not
-    know (``\\.br\\`` becomes ``\\E\\.br\\E\\``) and costs ~5 ms per segment, while a report sent
-    one OBX per line has 50-100 of them."""
+    Fields are read from the raw text, split on the delimiters hl7apy read from MSH, then
+    unescaped. hl7apy's full segment parse costs 3-12 ms a segment (the MSH alone was most of the
+    decoding time of a message) and re-escapes sequences it does not know (``\\.br\\`` becomes
+    ``\\E\\.br\\E\\``), while a report sent one OBX per line has 50-100 segments."""
 
     name: str
     raw: str
-    parsed: Any  # hl7apy Segment; None for raw-only (text) and unknown segments
+    known: bool  # a segment of the message's HL7 version (hl7apy's reference); unknown ones are ignored
+    encoding: Encoding = DEFAULT_ENCODING
 
     def raw_field(self, number: int, field_sep: str) -> str:
         parts = self.raw.split(field_sep)
@@ -295,14 +298,10 @@ class _Segment:
         return parts[index] if 0 <= index < len(parts) else ""
 
     def field(self, number: int, component: int = 1) -> str:
-        """Unescaped component of the first repetition of a field, via hl7apy ('' when absent)."""
-        name = f"{self.parsed.name}_{number}"
-        reps = [c for c in self.parsed.children if c.name == name]
-        if not reps:
-            return ""
-        er7 = reps[0].to_er7()
-        enc = _encoding_of(self.parsed)
-        parts = er7.split(enc.component)
+        """Unescaped component of the first repetition of a field ('' when absent)."""
+        enc = self.encoding
+        first = self.raw_field(number, enc.field).split(enc.repetition)[0]
+        parts = first.split(enc.component)
         return hl7_unescape(parts[component - 1], enc).strip() if component <= len(parts) else ""
 
 
@@ -331,13 +330,13 @@ def split_segments(text: str) -> list[str]:
 
 
 def parse_hl7(text: str) -> tuple[list[_Segment], Encoding]:
-    """Parse leniently with hl7apy (tolerant validation, no groups) all segments but the text
-    segments (see _Segment); unknown Z-segments and any segment hl7apy does not know are kept
-    raw-only and ignored; an unsupported version is parsed as 2.5.1."""
+    """Split into segments; hl7apy reads and checks the MSH (delimiters, message type, version),
+    and says which segment names its reference of that version knows: a segment it would not parse
+    (an unknown name) is kept but never read for ids or times. Z-segments are known to hl7apy as
+    generic segments. Fields are read raw (see _Segment). An unsupported version counts as 2.5.1."""
     from hl7apy import SUPPORTED_LIBRARIES
-    from hl7apy.consts import VALIDATION_LEVEL
     from hl7apy.exceptions import HL7apyException
-    from hl7apy.parser import get_message_info, parse_segment
+    from hl7apy.parser import get_message_info
 
     raws = split_segments(text)
     if not raws or not _MSH_RE.match(raws[0]):
@@ -347,22 +346,27 @@ def parse_hl7(text: str) -> tuple[list[_Segment], Encoding]:
     except HL7apyException as exc:
         raise DecodeError(f"invalid HL7 v2 MSH segment: {type(exc).__name__}", "hl7") from None
     version = version if version in SUPPORTED_LIBRARIES else HL7_VERSION
-    tolerant = VALIDATION_LEVEL.TOLERANT
-    segments: list[_Segment] = []
-    for index, raw in enumerate(raws):
-        name = raw[:3].upper()
-        if name in HL7_TEXT_SEGMENTS:
-            segments.append(_Segment(name, name + raw[3:], None))
-            continue
-        try:
-            parsed = parse_segment(name + raw[3:], version, encoding_chars, tolerant)
-        except HL7apyException as exc:
-            if index == 0:
-                raise DecodeError(f"invalid HL7 v2 MSH segment: {type(exc).__name__}", "hl7") from None
-            parsed = None  # unknown segment: tolerated, never a source of text or ids
-        segments.append(_Segment(name, name + raw[3:], parsed))
     chars = encoding_chars
-    return segments, Encoding(chars["FIELD"], chars["COMPONENT"], chars["REPETITION"], chars["ESCAPE"], chars["SUBCOMPONENT"])
+    enc = Encoding(chars["FIELD"], chars["COMPONENT"], chars["REPETITION"], chars["ESCAPE"], chars["SUBCOMPONENT"])
+    segments = [_Segment(raw[:3].upper(), raw[:3].upper() + raw[3:], _known_segment(raw[:3].upper(), version), enc) for raw in raws]
+    return segments, enc
+
+
+@lru_cache(maxsize=512)
+def _known_segment(name: str, version: str) -> bool:
+    """Would hl7apy parse a segment of this name in this version? Asked of hl7apy's own parser
+    (tolerant) once per name and version: it accepts the names of its reference and Z-segments."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.exceptions import HL7apyException
+    from hl7apy.parser import parse_segment
+
+    try:
+        parse_segment(name, version, None, VALIDATION_LEVEL.TOLERANT)
+    except HL7apyException:
+        return False
+    except Exception:  # noqa: BLE001 - hl7apy fails on some references (QRD in 2.7): unknown here
+        return False
+    return True
 
 
 def _decode_hl7(text: str, key: str | None) -> ReportEnvelope:
@@ -407,7 +411,7 @@ def _hl7_text_field(raw: str, enc: Encoding) -> str:
 
 
 def _first_segment(segments: list[_Segment], name: str) -> _Segment | None:
-    return next((s for s in segments if s.name == name and s.parsed is not None), None)
+    return next((s for s in segments if s.name == name and s.known), None)
 
 
 def _hl7_report_id(segments: list[_Segment]) -> str | None:
