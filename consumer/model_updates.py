@@ -10,6 +10,7 @@ name, a local backend the adapter folder; a backend without ``reload`` gets
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -39,9 +40,26 @@ class ModelUpdates:
         # after construction is never missed
         assignment = []
         for partition in metadata.partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=30, cached=False)
+            high = self._end_offset(TopicPartition(self.topic, partition))
             assignment.append(TopicPartition(self.topic, partition, high))
         self.consumer.assign(assignment)
+
+    def _end_offset(self, tp, timeout_s: float = 30.0) -> int:
+        """The partition's high watermark; retried while the broker is still electing the leader
+        of a topic created a moment ago (NOT_LEADER_FOR_PARTITION and other retriable errors)."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        electing = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.UNKNOWN_TOPIC_OR_PART}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return self.consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)[1]
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                retry = isinstance(error, KafkaError) and (error.retriable() or error.code() in electing)
+                if not retry or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def poll(self, timeout: float = 0.0) -> ModelEvent | None:
         """Apply every event that has arrived; returns the last one applied (None if none)."""
