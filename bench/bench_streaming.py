@@ -1,19 +1,30 @@
 """End-to-end streaming benchmark on the real local broker, beside the raw Kafka rate.
 
-Three numbers from one run on the same broker and the same messages:
+Numbers from one run on the same broker and the same messages:
 1. raw Kafka: produce N report messages (idempotent producer) and consume them back (plain
    read_committed consumer, no processing): messages/s each way;
 2. throughput: the full consumer (decode, de-identify, extract with the rules backend, score,
-   map to FHIR, transactional produce of all outputs with offsets) over the N-message backlog;
-3. latency: messages produced at a steady rate below capacity while the consumer runs;
+   map to FHIR, transactional produce of all outputs with offsets) over the N-message backlog, run
+   as ``--replicas`` processes in one consumer group ("scale = partitions x replicas"), each with
+   its own static group.instance.id and transactional.id (instance ids bench-0, bench-1, ...).
+   Reported: reports/s of the group from the first message any replica consumed to the last
+   commit, and (as before) from the first input's Kafka timestamp, which adds the replicas' start;
+3. latency: messages produced at a steady rate below capacity while the replicas run;
    p50/p99 from each input's Kafka timestamp to the commit of its outputs.
 
+``--stages`` instead prints the CPU time of each stage of a message without Kafka (what
+``StreamProcessor._process_message`` calls, over the same text/HL7/FHIR messages).
+
 Usage: python bench/bench_streaming.py [--n 3000] [--rate 100] [--seconds 15] [--backend rules]
+       [--replicas 2] [--partitions 6] [--batch-size 256]
+       python bench/bench_streaming.py --stages [--n 300]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import statistics
 import sys
 import threading
@@ -45,33 +56,136 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+# ---------------------------------------------------------------------------------- stage costs
+
+
+def stage_costs(n: int, backend: str, passes: int = 3) -> dict[str, float]:
+    """CPU ms per message of each stage, without Kafka; the best of ``passes`` passes (the machine
+    is shared). The loop also tunes the garbage collector as ``cmrx run`` does."""
+    from cmrx.config import get_settings
+    from consumer import routing
+    from consumer.app import _tune_gc
+    from consumer.codecs import decode_message
+    from consumer.fhir_mapping import build_bundle
+    from extraction.pipeline import Extractor, build_record
+
+    settings = get_settings().model_copy(deep=True)
+    settings.extraction.backend = backend
+    extractor = Extractor(backend, settings)
+    cfg = settings.extraction
+    messages = report_messages(n)
+    for key, value, headers in messages[:30]:  # warm caches (validated FHIR templates, hl7apy)
+        routing.outputs_for(extractor.extract(decode_message(value, headers, key.encode(), settings=settings)), settings.topics)
+    _tune_gc()
+    names = ["decode", "de-identify + clean", "backend", "vote + score + record", "record JSON",
+             "FHIR Bundle + validation", "Bundle JSON", "review task + JSON"]
+    best: dict[str, float] = {}
+    clock = time.process_time
+    for _ in range(passes):
+        totals = dict.fromkeys(names, 0.0)
+        for key, value, headers in messages:
+            t0 = clock()
+            envelope = decode_message(value, headers, key.encode(), settings=settings)
+            t1 = clock()
+            text = extractor.prepare(envelope.text)
+            t2 = clock()
+            output = extractor.backend.extract(text, n_samples=cfg.samples)
+            t3 = clock()
+            record = build_record(envelope, text, output, extractor.backend, n_samples=cfg.samples,
+                                  threshold=cfg.threshold, combiner=cfg.combiner)
+            t4 = clock()
+            record.model_dump_json().encode()
+            t5 = clock()
+            bundle = build_bundle(record)
+            t6 = clock()
+            routing._json_bytes(bundle)
+            t7 = clock()
+            task = routing.review_task(record)
+            if task:
+                task.model_dump_json().encode()
+            t8 = clock()
+            for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7)):
+                totals[name] += seconds
+        for name in names:
+            ms = totals[name] / len(messages) * 1000
+            best[name] = min(best.get(name, ms), ms)
+    best["total"] = sum(best[name] for name in names)
+    return best
+
+
+# ------------------------------------------------------------------------------------- replicas
+
+
+def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, results) -> None:
+    """One replica process: the real StreamProcessor loop until told to stop; sends back, per
+    report, (report id, input timestamp ms, commit ms) and when its first batch arrived."""
+    from cmrx.config import Settings
+    from consumer.app import StreamProcessor
+
+    settings = Settings(**settings_data)
+    processor = StreamProcessor(settings, bootstrap, instance_id=f"bench-{index}")
+    processor.keep_summary = True
+    first_batch_ms: list[float] = []
+    process_batch = processor._process_batch
+
+    def counted(messages: list) -> None:
+        if not first_batch_ms:
+            first_batch_ms.append(time.time() * 1000)
+        before = len(processor.summary)
+        process_batch(messages)
+        with committed.get_lock():
+            committed.value += len(processor.summary) - before
+
+    processor._process_batch = counted
+    threading.Thread(target=lambda: (stop.wait(), processor.stop()), daemon=True).start()
+    processor.run(idle_exit_s=None)
+    cpu_s = time.process_time()
+    results.put((index, first_batch_ms[0] if first_batch_ms else None, cpu_s,
+                 [(p.report_id, p.timestamp_ms, p.committed_ms) for p in processor.summary]))
+
+
 def main() -> int:
     from confluent_kafka import Consumer, Producer
 
     from cmrx.config import TopicSettings, get_settings
     from cmrx.kafka_local import delete_topics, ensure_broker, ensure_topics, topic_names
-    from consumer.app import StreamProcessor
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000)
     parser.add_argument("--rate", type=float, default=100.0, help="messages/s in the latency phase")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of the latency phase")
     parser.add_argument("--backend", default="rules")
+    parser.add_argument("--replicas", type=int, default=1, help="consumer processes in the group")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of the input topic (>= replicas)")
+    parser.add_argument("--batch-size", type=int, default=256, help="most messages per poll, so per transaction")
+    parser.add_argument("--stages", action="store_true", help="only print CPU ms per stage without Kafka")
     args = parser.parse_args()
+
+    if args.stages:
+        costs = stage_costs(args.n, args.backend)
+        print(f"CPU ms per message, {args.n} messages in text/HL7/FHIR, backend {args.backend}, best of 3 passes:")
+        for name, ms in costs.items():
+            print(f"  {name:28s} {ms:7.2f}")
+        return 0
 
     settings = get_settings().model_copy(deep=True)
     tag = uuid.uuid4().hex[:6]
     settings.topics = TopicSettings(**{k: f"{v}.bench-{tag}" if isinstance(v, str) else v
                                        for k, v in settings.topics.model_dump().items()})
+    settings.topics.partitions = max(args.partitions, args.replicas)
     settings.extraction.backend = args.backend
     settings.runtime.metrics_port = 0
     settings.runtime.workers = 1
+    settings.runtime.batch_size = args.batch_size
+    settings.kafka.group_id = f"bench-{tag}"
+    settings.kafka.transactional_id = f"bench-{tag}"
     bootstrap = ensure_broker(settings)
     ensure_topics(bootstrap, settings)
     messages = report_messages(args.n)
     paced_messages = report_messages(int(args.rate * args.seconds) + 1, prefix="paced")
     size = sum(len(v) for _, v, _ in messages)
     base = settings.kafka.client_config() | {"bootstrap.servers": bootstrap}
+    load_before = os.getloadavg()
 
     try:
         producer = Producer(base | {"enable.idempotence": True, "linger.ms": 5})
@@ -95,54 +209,60 @@ def main() -> int:
         consume_s = time.perf_counter() - t0
         reader.close()
 
-        settings.kafka.group_id = f"bench-{tag}"
-        settings.kafka.transactional_id = f"bench-{tag}"
-        processor = StreamProcessor(settings, bootstrap, instance_id="bench")
-        processor.keep_summary = True
-        done = threading.Event()
+        context = multiprocessing.get_context("spawn")  # no fork of a process with librdkafka threads
+        committed = context.Value("q", 0)
+        stop = context.Event()
+        results = context.Queue()
+        data = settings.model_dump(mode="json")
+        replicas = [context.Process(target=_replica, args=(i, data, bootstrap, committed, stop, results), daemon=True)
+                    for i in range(args.replicas)]
+        for replica in replicas:
+            replica.start()
+        deadline = time.monotonic() + 3600
+        while committed.value < args.n and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+            time.sleep(0.05)
+        load_during = os.getloadavg()
 
-        def consume() -> None:
-            processor.run(idle_exit_s=3.0)
-            done.set()
-
-        pacer_done = threading.Event()
-
-        def paced() -> None:
-            """Latency phase: starts once the backlog is drained, steady rate below capacity."""
-            while len(processor.summary) < args.n and not done.is_set():
-                time.sleep(0.05)
-            p = Producer(base | {"enable.idempotence": True, "linger.ms": 0})
-            start, i = time.perf_counter(), 0
-            while time.perf_counter() - start < args.seconds:
-                key, value, headers = paced_messages[i % len(paced_messages)]
-                p.produce(settings.topics.reports, key=key, value=value, headers=headers)
-                p.poll(0)
-                i += 1
-                time.sleep(max(0.0, start + i / args.rate - time.perf_counter()))
-            p.flush(30)
-            pacer_done.set()
-
-        worker = threading.Thread(target=consume, daemon=True)
-        pacer = threading.Thread(target=paced, daemon=True)
-        t0 = time.perf_counter()
-        worker.start()
-        pacer.start()
-        pacer.join()
-        worker.join()
-        backlog = [p for p in processor.summary if (p.report_id or "").startswith("bench-")]
-        first_commit = min(p.committed_ms for p in backlog)
-        last_commit = max(p.committed_ms for p in backlog)
-        start_ms = min(p.timestamp_ms for p in backlog)
-        throughput = len(backlog) / max(1e-9, (last_commit - start_ms) / 1000)
-        paced_results = [p for p in processor.summary if (p.report_id or "").startswith("paced-")]
-        latencies = [(p.committed_ms - p.timestamp_ms) / 1000 for p in paced_results if p.timestamp_ms]
+        # Latency phase: starts once the backlog is drained, steady rate below capacity.
+        p = Producer(base | {"enable.idempotence": True, "linger.ms": 0})
+        start, i = time.perf_counter(), 0
+        while time.perf_counter() - start < args.seconds:
+            key, value, headers = paced_messages[i % len(paced_messages)]
+            p.produce(settings.topics.reports, key=key, value=value, headers=headers)
+            p.poll(0)
+            i += 1
+            time.sleep(max(0.0, start + i / args.rate - time.perf_counter()))
+        p.flush(30)
+        deadline = time.monotonic() + 120
+        while committed.value < args.n + i and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+            time.sleep(0.05)
+        stop.set()
+        outcomes = [results.get(timeout=120) for _ in replicas]
+        for replica in replicas:
+            replica.join(60)
     finally:
         delete_topics(bootstrap, topic_names(settings), settings)
 
-    print(f"messages: {args.n} reports ({size / args.n / 1024:.1f} KiB mean) in text/HL7/FHIR; backend {args.backend}")
+    summary = [row for _, _, _, rows in outcomes for row in rows]
+    backlog = [row for row in summary if (row[0] or "").startswith("bench-")]
+    first_consumed = min(first for _, first, _, _ in outcomes if first is not None)
+    last_commit = max(c for _, _, c in backlog)
+    start_ms = min(t for _, t, _ in backlog)
+    throughput = len(backlog) / max(1e-9, (last_commit - first_consumed) / 1000)
+    throughput_from_input = len(backlog) / max(1e-9, (last_commit - start_ms) / 1000)
+    paced_results = [row for row in summary if (row[0] or "").startswith("paced-")]
+    latencies = [(c - t) / 1000 for _, t, c in paced_results if t]
+    per_replica = ", ".join(f"bench-{index}: {sum(1 for r in rows if (r[0] or '').startswith('bench-'))} reports, "
+                            f"{cpu:.1f} s CPU" for index, _, cpu, rows in sorted(outcomes))
+
+    print(f"messages: {args.n} reports ({size / args.n / 1024:.1f} KiB mean) in text/HL7/FHIR; backend {args.backend}; "
+          f"{settings.topics.partitions} partitions, {args.replicas} replica(s), batch {args.batch_size}; {os.cpu_count()} CPUs")
+    print(f"load average (1/5/15 min): before {'/'.join(f'{x:.2f}' for x in load_before)}, "
+          f"at the end of the backlog {'/'.join(f'{x:.2f}' for x in load_during)}")
     print(f"raw Kafka produce: {args.n / produce_s:,.0f} msg/s   raw Kafka consume (read_committed): {args.n / consume_s:,.0f} msg/s")
-    print(f"end-to-end throughput (backlog of {len(backlog)}): {throughput:,.1f} reports/s "
-          f"(first commit after {(first_commit - start_ms) / 1000:.1f} s)")
+    print(f"end-to-end throughput (backlog of {len(backlog)}): {throughput:,.1f} reports/s from the first message consumed "
+          f"({throughput_from_input:,.1f} reports/s from the first input's timestamp, replica start included)")
+    print(f"replicas: {per_replica}")
     if latencies:
         print(f"end-to-end latency at {args.rate:g} msg/s for {args.seconds:g} s ({len(latencies)} reports): "
               f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms")
