@@ -191,7 +191,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     items: list[Item] = []
     # word, start, end, tied by '_', Title-case, the joint before it ('-', '_', '.' or ''), in capitals
     run: list[tuple[str, int, int, bool, bool, str, bool]] = []
-    entries, longest, vocab, known = lex.entries, lex.longest, lex.vocab, lex.known
+    entries, longest, vocab, known, corrected = lex.entries, lex.longest, lex.vocab, lex.known, lex.corrected
 
     def flush() -> None:
         unit_item = None
@@ -207,8 +207,9 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
         i, size = 0, len(run)
         while i < size:
             word, start, stop, _, title, joint, _ = run[i]
-            for n in range(min(longest.get(word, 0), size - i), 0, -1):
-                key = (word,) if n == 1 else tuple(r[0] for r in run[i:i + n])
+            most = longest.get(word, 0)
+            for n in range(most if most < size - i else size - i, 0, -1):
+                key = (word,) if n == 1 else tuple([r[0] for r in run[i:i + n]])
                 entry = entries.get(key)
                 if entry is not None and entry.abbr and n == 1 and title:
                     entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
@@ -237,7 +238,8 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
         if kind == "word":
             word = t.text
             if t.flag != "view" and word not in vocab and len(word) >= 4:
-                word = lex.correct(word, run[-1][0] if run else "")
+                fixed = corrected.get(word)  # the common case, without a call
+                word = fixed if fixed is not None else lex.correct(word, run[-1][0] if run else "")
             if word == "chamber" and not run:
                 view = _view_number(items)
                 if view is not None:  # '(4-camber)'

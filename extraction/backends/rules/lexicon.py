@@ -173,6 +173,8 @@ class Lexicon:
             for d in {w} | {w[:i] + w[i + 1:] for i in range(len(w))}:
                 self._deletes.setdefault(d, set()).add(w)
         self._fuzzy_cache: dict[tuple[str, str], str] = {}
+        # word -> its correction where the word before cannot change it (all but a few typos)
+        self.corrected: dict[str, str] = {}
         self._resolved: dict[tuple, str | None] = {}
         phrases = list(self.entries) + [phrase_key(p) for f in CATALOG.fields for p in f.synonyms]
         self._bigrams = {(k[i], k[i + 1]) for k in phrases for i in range(len(k) - 1)}
@@ -221,6 +223,9 @@ class Lexicon:
         and exactly one closest vocabulary word, or one that makes a phrase with the word before
         ('end-diastolic volue' -> 'volume', not 'value'); common English words are never changed.
         """
+        hit = self.corrected.get(word)
+        if hit is not None:
+            return hit
         if len(word) < 4 or word in self.vocab or word in COMMON_WORDS or not word.isalpha():
             return word
         hit = self._fuzzy_cache.get((word, prev))
@@ -230,6 +235,11 @@ class Lexicon:
         for d in {word} | {word[:i] + word[i + 1:] for i in range(len(word))}:
             cands |= self._deletes.get(d, set())
         close = [c for c in cands if c[0] == word[0] and _one_edit(word, c)]
+        if len(close) <= 1:  # no choice to make: the word before does not matter
+            result = close[0] if close else word
+            if len(self.corrected) < _FUZZY_CACHE_MAX:
+                self.corrected[word] = result
+            return result
         if len(close) > 1:
             close = [c for c in close if (prev, c) in self._bigrams] or close
         if len(close) > 1:  # 'systolc': 'systolic' or 'systole' mean the same after 'end'
