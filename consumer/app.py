@@ -249,10 +249,12 @@ class StreamProcessor:
             self.consumer.seek(tp)
 
     def _update_lag(self) -> None:
+        """Lag from the high watermarks the fetch responses already brought (cached: no broker
+        round trip, which blocked the loop ~0.3 s per partition under load)."""
         try:
             for tp in self.consumer.position(self.consumer.assignment()):
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=2, cached=False)
-                if tp.offset >= 0:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if tp.offset >= 0 and high >= 0:
                     metrics.LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
         except Exception as exc:  # noqa: BLE001 - lag is best effort
             log.debug("consumer.lag_failed", error=str(exc))

@@ -99,10 +99,12 @@ def warm_up() -> None:
     fields = [FieldResult(key=spec.key, value=1.0, unit=spec.unit, samples=[1.0], scores=[], confidence=1.0, route="publish")
               for spec in CATALOG.fields]
     category = CategoryResult(value=CATALOG.categories[0].key, samples=[], confidence=1.0, route="publish")
-    for subject in ("Patient/warm-up", None):
-        build_bundle(ExtractionRecord(report_id="warm-up", subject_reference=subject, source_format="text",
-                                      deidentified_text="", fields=fields, category=category,
-                                      model=ModelInfo(backend="warm-up"), combiner="published", threshold=0.7, seconds=0.0))
+    record = ExtractionRecord(report_id="warm-up", subject_reference="Patient/warm-up", source_format="text",
+                              deidentified_text="", fields=fields, category=category,
+                              model=ModelInfo(backend="warm-up"), combiner="published", threshold=0.7, seconds=0.0)
+    build_bundle(record.model_copy(update={"subject_reference": None}))
+    for count in range(len(fields), -1, -1):  # a Provenance template per number of targets
+        build_bundle(record.model_copy(update={"fields": fields[:count]}))
 
 
 def observation_full_url(report_id: str, key: str) -> str:
@@ -244,6 +246,7 @@ _VARIABLE_PATHS: dict[str, tuple[tuple[str | int, ...], ...]] = {
     ),
     "Provenance": (
         ("id",), ("target", "*", "reference"), ("recorded",), ("entity", 0, "what", "identifier", "value"),
+        ("agent", 0, "who", "identifier", "value"), ("agent", 0, "who", "display"),
     ),
 }
 # Required bindings of the codes written here (FHIR R4B value sets); fhir.resources checks only
@@ -261,6 +264,9 @@ _PLACEHOLDERS: dict[str, Any] = {
     "decimal": 0.5, "instant": "2000-01-01T00:00:00+00:00", "dateTime": "2000-01-01T00:00:00+00:00",
 }
 _MAX_TEMPLATES = 4096
+# (path, the steps to its parent or None when a step is "*", the last step), per owner
+_PATH_STEPS = {owner: [(path, None if "*" in path else path[:-1], path[-1]) for path in paths]
+               for owner, paths in _VARIABLE_PATHS.items()}
 
 
 
@@ -358,11 +364,29 @@ class _TemplateValidator:
         the validator of their type. None: not fast-path material."""
         undo: list[tuple[Any, Any, Any]] = []
         owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
+        types = self._types
         try:
-            for node, owner in owners:
-                for path in _VARIABLE_PATHS[owner]:
-                    if not self._mask(node, path, owner, path, values, undo):
+            for root, owner in owners:
+                for path, parents, last in _PATH_STEPS[owner]:
+                    if parents is None:  # a path through every item of a list
+                        if not self._mask(root, path, owner, path, values, undo):
+                            return None
+                        continue
+                    node = root
+                    try:
+                        for step in parents:
+                            node = node[step]
+                        value = node[last]
+                    except (KeyError, IndexError):
+                        continue  # absent: nothing to mask
+                    except TypeError:
                         return None
+                    if value is None or isinstance(value, (dict, list)):
+                        return None
+                    adapter, placeholder = types.get((owner, path)) or self._type(owner, path)
+                    values[(id(adapter), type(value), value)] = (adapter, value)
+                    undo.append((node, last, value))
+                    node[last] = placeholder
             return marshal.dumps(part)
         except ValueError:  # not plain JSON data
             return None
