@@ -24,7 +24,7 @@ from extraction.backends.rules.document import MAX_TEXT, DocumentReader, looks_l
 from extraction.backends.rules.grammar import Candidate
 from extraction.backends.rules.lexicon import get_lexicon
 from schemas.catalog import FIELD_KEYS
-from schemas.messages import Evidence, ModelInfo, Span
+from schemas.messages import Evidence, ModelInfo
 
 VERSION = "rules-1"
 _DECIMALS = re.compile(r"\d+(?:[.,](\d+))?")
@@ -87,13 +87,13 @@ def extract_rules(text: str) -> RulesResult:
         if not chosen:
             continue
         values[key] = chosen[0].value
-        spans: list[Span] = []
+        spans: list[dict] = []  # validated into Span models in one call with the Evidence
         seen: set[tuple[int, int]] = set()
         for c in chosen:
             for s, e in c.spans + c.extra_spans:
                 if (s, e) not in seen and 0 <= s < e <= n:
                     seen.add((s, e))
-                    spans.append(Span(start=s, end=e, text=text[s:e]))
+                    spans.append({"start": s, "end": e, "text": text[s:e]})
         evidence[key] = Evidence(spans=spans, original_value=chosen[0].original)
     if is_text:
         category, reason = classify(text[:MAX_TEXT])

@@ -53,6 +53,8 @@ CORRECTION_PRIORITY = 9  # 'Correction: ... the correct value is 85 g' overrides
 
 @dataclass(slots=True)
 class Item:
+    """One word run, phrase, number, unit or mark of a line (created by position: see ``Token``)."""
+
     kind: str  # 'term' | 'neg' | 'word' | 'mark' | 'num' | 'unit'
     start: int
     end: int
@@ -267,11 +269,11 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
             flush()
         last_word = False
         if kind == "num":
-            items.append(Item("num", t.start, t.value_end, t.text, tok=t))
+            items.append(Item("num", t.start, t.value_end, t.text, None, t))
         elif kind == "unit":
-            items.append(Item("unit", t.start, t.end, t.unit or "", tok=t))
+            items.append(Item("unit", t.start, t.end, t.unit or "", None, t))
         else:
-            items.append(Item("mark", t.start, t.end, t.text, tok=t))
+            items.append(Item("mark", t.start, t.end, t.text, None, t))
     if run:
         flush()
     return items

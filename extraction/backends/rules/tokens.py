@@ -74,12 +74,17 @@ _UNIT_WORDS = tuple(u for u in UNIT_SPELLINGS if (u.isalpha() or "/" in u) and l
 
 @dataclass(slots=True)
 class Token:
+    """Fields in the order the tokenizer fills them: it passes them by position (keyword arguments
+    double the cost of creating a token, and every line creates dozens)."""
+
     kind: str  # 'word' | 'num' | 'unit' | 'mark'
     start: int
     end: int
     text: str  # words lower-cased; marks as written; numbers as written
     spaces: int = 0  # spaces before the token
     value: float | None = None  # num: parsed value (inches for ft/in)
+    title: bool = False  # word written 'Ravi': a name more likely than the abbreviation 'RAVI'
+    caps: bool = False  # word written in capitals ('BLD'): in a mixed-case line, a code rather than prose
     value2: float | None = None  # num: second number of a slash pair ('132/77')
     end2: int = 0  # num: end of the second number of a pair
     unit: str | None = None  # num: unit written after it; unit: the unit
@@ -87,8 +92,6 @@ class Token:
     unit_end: int = 0
     unit_gap: int = 0  # spaces between number and unit
     flag: str = ""  # num: '' | 'junk' | 'range' | 'pair2'; word: 'view'
-    title: bool = False  # word written 'Ravi': a name more likely than the abbreviation 'RAVI'
-    caps: bool = False  # word written in capitals ('BLD'): in a mixed-case line, a code rather than prose
 
     @property
     def value_end(self) -> int:
@@ -123,7 +126,7 @@ def tokenize(line: str) -> list[Token]:
                     skip = unit.end
                     continue
             title = len(word) >= 4 and word[0].isupper() and word[1:].islower()
-            append(Token("word", begin, end, word.lower(), spaces, title=title, caps=word.isupper()))
+            append(Token("word", begin, end, word.lower(), spaces, None, title, word.isupper()))
         elif mark:
             end = pos = begin + 1
             if begin < skip:
@@ -134,7 +137,7 @@ def tokenize(line: str) -> list[Token]:
             end = pos = begin + len(num)
             if begin < skip:
                 continue
-            tok = Token("num", begin, end, num, spaces, value=float(num) if "," not in num else parse_number(num))
+            tok = Token("num", begin, end, num, spaces, float(num) if "," not in num else parse_number(num))
             _attach_unit(line, tok)
             append(tok)
             skip = tok.unit_end
