@@ -337,7 +337,7 @@ def run_replicas(args: argparse.Namespace) -> int:
     base = args.instance_id or os.environ.get("CMRX_INSTANCE_ID") or socket.gethostname()
     children = []
     for index in range(args.replicas):
-        command = [sys.executable, "-m", "cmrx", "run", "--instance-id", f"{base}-{index}"]
+        command = [sys.executable, "-m", "cmrx.cli", "run", "--instance-id", f"{base}-{index}"]
         if args.backend:
             command += ["--backend", args.backend]
         if args.idle_exit is not None:
