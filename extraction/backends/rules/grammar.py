@@ -209,16 +209,21 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
         i, size = 0, len(run)
         while i < size:
             word, start, stop, _, title, joint, _ = run[i]
-            most = longest.get(word, 0)
-            for n in range(most if most < size - i else size - i, 0, -1):
+            n = longest.get(word, 0)  # most words start no phrase: 0
+            if n > size - i:
+                n = size - i
+            entry = None
+            while n:  # the longest phrase first
                 key = (word,) if n == 1 else tuple([r[0] for r in run[i:i + n]])
                 entry = entries.get(key)
                 if entry is not None and entry.abbr and n == 1 and title:
                     entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
                 if entry is not None:
-                    items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2], " ".join(key), entry))
-                    i += n
                     break
+                n -= 1
+            if entry is not None:
+                items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2], " ".join(key), entry))
+                i += n
             else:
                 after = run[i + 1][5] if i + 1 < size else ""
                 if word == "/":
@@ -360,7 +365,7 @@ class LineParser:
             elif kind == "word":
                 self._word(it)
             elif kind == "mark":
-                if _is_boundary(it, prev, line) and not (self.correction and it.text == ";"):
+                if it.text in ".;" and _is_boundary(it, prev, line) and not (self.correction and it.text == ";"):
                     self._retract_if_pending()
                     self._reset()
                 else:
@@ -734,9 +739,10 @@ class LineParser:
                 priority = 3
             if self.correction:
                 priority = CORRECTION_PRIORITY
-            number = self.line[tok.start:tok.value_end]
+            value_end = tok.value_end
+            number = self.line[tok.start:value_end]
             original = number if (tok.unit or not try_unit) else f"{number} {try_unit}"
-            spans = [(tok.start, tok.value_end)] if lab.abs_span else [(lab.start, lab.end), (tok.start, tok.value_end)]
+            spans = [(tok.start, value_end)] if lab.abs_span else [(lab.start, lab.end), (tok.start, value_end)]
             extra = [lab.abs_span] if lab.abs_span else []
             if col is not None and col.abs_span:
                 extra.append(col.abs_span)

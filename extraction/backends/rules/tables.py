@@ -81,7 +81,7 @@ def ws_cells(line: str) -> list[tuple[int, int]]:
 
 
 def is_separator(line: str) -> bool:
-    return bool(line.strip()) and bool(_SEPARATOR.match(line)) and any(c in line for c in "-=_")
+    return ("-" in line or "=" in line or "_" in line) and bool(line.strip()) and bool(_SEPARATOR.match(line))
 
 
 @dataclass(slots=True)

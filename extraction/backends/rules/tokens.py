@@ -61,6 +61,8 @@ _UNIT_AFTER = re.compile(rf"(?P<gap> {{0,4}})(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])
 # A unit standing alone (a table's unit cell, '[ml]', '(ms)').
 _UNIT_ALONE = re.compile(rf"(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
 _ALONE_OK_AFTER = frozenset("])|:")
+# Characters a unit spelling starts with (either case): a word starting otherwise needs no regex.
+_UNIT_FIRST = frozenset(ch for u in UNIT_SPELLINGS for ch in (u[0].lower(), u[0].upper()))
 _NEXT_WORD = re.compile(r" {1,2}([A-Za-z]+)(?![A-Za-z0-9/])")
 # What follows a number up to the next space or cell mark: a unit no spelling knows ('[lb_zz]', 'kq')?
 _CHUNK = re.compile(r"(?P<gap> {0,4})(?P<u>[^\s|;,()]+)")
@@ -292,6 +294,8 @@ def _standalone_unit(line: str, toks: list[Token], start: int, spaces: int) -> T
     opener = prev is not None and prev.kind == "mark" and prev.text in "[(|" and spaces == 0
     if not (opener or prev is None or spaces >= 2 or (prev.kind == "mark" and prev.text == "|")):
         return None
+    if line[start] not in _UNIT_FIRST:
+        return None
     m = _UNIT_ALONE.match(line, start)
     if m is None:
         return None
@@ -348,7 +352,7 @@ def _flag_numbers(line: str, toks: list[Token]) -> None:
         if (prev is not None and prev.kind == "word" and prev.text in MONTHS) or \
                 (nxt is not None and nxt.kind == "word" and nxt.text in MONTHS):
             tok.flag = "junk"  # 'January 15, 2021', '15 Jan 2021'
-        elif _is_year(tok):
+        elif tok.unit is None and _is_year(tok):
             tok.flag = "year"  # 'in 2019': no value, and it dates the value before it
         elif prev is not None and prev.kind == "word" and prev.text == "from" and _to_number(toks, i):
             tok.flag = "junk"  # 'improved from 35% to 45%': the first is the old value
