@@ -36,8 +36,10 @@ digits, so a slot always ends. The caller still validates the text with ``parse_
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copy
 import inspect
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +77,52 @@ def number_can_grow(text: str) -> bool:
 # ---- attention and KV cache ------------------------------------------------------------------
 
 
+@dataclass
+class SplitPlan:
+    """How the queries of one decode pass attend, so that no query computes scores for keys it
+    cannot see (other branches' tokens, rejected drafts): every query sees the prompt, keys
+    [0, shared); then each group of queries (one branch: rows [start, end) of the pass) sees only
+    the key slots in ``keys`` under the additive ``mask`` ([1, 1, rep * rows, len(keys)], tiled
+    over the query heads that share a KV head). The two parts are merged by their log-sum-exps."""
+
+    shared: int
+    queries: int
+    groups: list[tuple[int, int, torch.Tensor, torch.Tensor]]
+
+
+_SPLIT: contextvars.ContextVar[SplitPlan | None] = contextvars.ContextVar("cmrx_split_plan", default=None)
+_FLASH_CPU = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def split_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan: SplitPlan,
+               scaling: float | None) -> torch.Tensor:
+    """Attention of a decode pass by ``plan``: [b, h, q, d] in, [b, q, h, d] out."""
+    b, h, q, d = query.shape
+    kv_heads = key.shape[1]
+    rep = h // kv_heads
+    scale = scaling if scaling is not None else 1.0 / math.sqrt(d)
+    packed = query.reshape(b, kv_heads, rep, q, d)
+    shared_out, shared_lse = _FLASH_CPU(packed.reshape(b, kv_heads, rep * q, d), key[:, :, : plan.shared],
+                                        value[:, :, : plan.shared], 0.0, False, attn_mask=None, scale=scale)
+    shared_out = shared_out.reshape(b, kv_heads, rep, q, d)
+    shared_lse = shared_lse.reshape(b, kv_heads, rep, q)
+    out = torch.empty(b, kv_heads, rep, q, d, dtype=query.dtype, device=query.device)
+    for start, end, keys, mask in plan.groups:
+        rows = end - start
+        own_out, own_lse = _FLASH_CPU(packed[:, :, :, start:end].reshape(b, kv_heads, rep * rows, d),
+                                      key.index_select(2, keys), value.index_select(2, keys), 0.0, False,
+                                      attn_mask=mask, scale=scale)
+        own_out = own_out.reshape(b, kv_heads, rep, rows, d)
+        own_lse = own_lse.reshape(b, kv_heads, rep, rows)
+        first_lse = shared_lse[..., start:end]
+        top = torch.maximum(first_lse, own_lse)
+        w1, w2 = torch.exp(first_lse - top), torch.exp(own_lse - top)
+        total = w1 + w2
+        out[:, :, :, start:end] = (shared_out[:, :, :, start:end] * (w1 / total)[..., None]
+                                   + own_out * (w2 / total)[..., None])
+    return out.reshape(b, h, q, d).transpose(1, 2).contiguous()
+
+
 def grouped_sdpa(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask: torch.Tensor | None, scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """SDPA for grouped-query attention without copying keys/values per query head.
@@ -82,6 +130,9 @@ def grouped_sdpa(module, query: torch.Tensor, key: torch.Tensor, value: torch.Te
     For a few query tokens, the query heads that share a KV head become extra query rows of that
     head ([b, h, q, d] -> [b, kv_heads, rep * q, d]) and the mask is tiled to match."""
     b, h, q, d = query.shape
+    plan = _SPLIT.get()
+    if plan is not None and plan.queries == q and query.device.type == "cpu" and query.dtype == torch.float32:
+        return split_sdpa(query, key, value, plan, scaling), None
     kv_heads, kv_len = key.shape[1], key.shape[2]
     rep = h // kv_heads
     mask = attention_mask
@@ -307,13 +358,40 @@ class ForcedDecoder:
         finally:
             config._attn_implementation = previous
 
-    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Cache) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor, cache: Cache,
+                 plan: SplitPlan | None = None) -> torch.Tensor:
         self.forward_passes += 1
         self.tokens_fed += ids.shape[1]
-        with self._grouped_attention():
-            out = self.body(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
-                            attention_mask=mask.to(self.device), use_cache=True, **{self._cache_kw: cache})
+        token = _SPLIT.set(plan)
+        try:
+            with self._grouped_attention():
+                out = self.body(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
+                                attention_mask=mask.to(self.device), use_cache=True, **{self._cache_kw: cache})
+        finally:
+            _SPLIT.reset(token)
         return out.last_hidden_state[0]
+
+    def _split_plan(self, work: list[_Feed], local: list[list[int]], visible: torch.Tensor, shared: int,
+                    length: int) -> SplitPlan | None:
+        """Per branch of this pass: the answer slots it sees (its accepted tokens, not other
+        branches' or rejected drafts) and its step-local ancestors (see ``SplitPlan``)."""
+        if _FLASH_CPU is None or self.device.type != "cpu" or self._head_weight.dtype != torch.float32:
+            return None
+        config = self.lm.config
+        rep = config.num_attention_heads // getattr(config, "num_key_value_heads", config.num_attention_heads)
+        groups, start = [], 0
+        for feed in work:
+            rows = len(feed.chain) + len(feed.nodes)
+            seen = visible[feed.branch.row, shared:length].nonzero().flatten() + shared
+            keys = torch.cat([seen, torch.arange(length + start, length + start + rows)])
+            allowed = torch.zeros(rows, len(keys), dtype=torch.bool)
+            allowed[:, : len(seen)] = True
+            for i in range(rows):
+                allowed[i, [len(seen) + a - start for a in local[start + i]]] = True
+            mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf")).repeat(rep, 1)[None, None]
+            groups.append((start, start + rows, keys, mask))
+            start += rows
+        return SplitPlan(shared=shared, queries=start, groups=groups)
 
     @torch.inference_mode()
     def prefill(self, ids: Sequence[int], state: PromptState | None = None, room: int = 4096) -> PromptState:
@@ -349,7 +427,7 @@ class ForcedDecoder:
         # the prompt's last position decides the first value: a walk from an empty draft
         work = [_Feed(branches[0], [], [], root=0)]
         logits = self._small_logits(state.hidden[None])
-        length = state.length
+        length = shared = state.length
         while True:
             for feed in work:
                 branches += self._walk(compiled, feed, logits, temperature, top_p, generator, visible, len(branches))
@@ -386,7 +464,8 @@ class ForcedDecoder:
             for q, ancestors in enumerate(local):
                 allowed[q, [length + a for a in ancestors]] = True
             mask = torch.zeros(allowed.shape).masked_fill_(~allowed, float("-inf"))[None, None]
-            hidden = self._forward(torch.tensor([ids]), torch.tensor([positions]), mask, state.cache)
+            plan = self._split_plan(work, local, visible, shared, length)
+            hidden = self._forward(torch.tensor([ids]), torch.tensor([positions]), mask, state.cache, plan)
             length = end
             logits = self._small_logits(hidden)
         answers: dict[int, Decoded] = {}
