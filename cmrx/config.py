@@ -89,9 +89,18 @@ class LLMSettings(BaseModel):
 
 class RuntimeSettings(BaseModel):
     metrics_port: int = Field(9108, description="Prometheus /metrics; 0 disables")
-    batch_size: int = 32
+    batch_size: int = Field(
+        256, ge=1,
+        description="most messages per transaction: whatever is already fetched, up to this many (rules: "
+                    "~5 s of CPU at 256, far below transaction.timeout.ms 60 s and max.poll.interval.ms 900 s, "
+                    "because the transaction opens after the batch is extracted)",
+    )
     poll_timeout_s: float = 1.0
-    workers: int = Field(4, description="concurrent extractions (I/O-bound backends)")
+    workers: int | None = Field(
+        None, ge=1,
+        description="concurrent extractions per replica; unset = per backend: 1 for the CPU-bound ones "
+                    "(rules, null, local: threads only add GIL contention), llm.concurrency for vllm (I/O-bound)",
+    )
     log_level: str = "INFO"
     state_dir: Path = Field(Path(".cmrx"), description="local broker data, jars cache, registry")
     mllp_host: str = "127.0.0.1"
@@ -106,6 +115,12 @@ class Settings(BaseSettings):
     extraction: ExtractionSettings = ExtractionSettings()
     llm: LLMSettings = LLMSettings()
     runtime: RuntimeSettings = RuntimeSettings()
+
+    def extraction_workers(self) -> int:
+        """Threads for extraction: ``runtime.workers`` when set, else what suits the backend."""
+        if self.runtime.workers is not None:
+            return self.runtime.workers
+        return max(1, self.llm.concurrency) if self.extraction.backend == "vllm" else 1
 
     @classmethod
     def settings_customise_sources(

@@ -80,7 +80,8 @@ class StreamProcessor:
 
         # Promoted adapters arrive on the models topic; applied between batches, never mid-batch.
         self.model_updates = ModelUpdates(settings, bootstrap, self.extractor.backend)
-        self.pool = ThreadPoolExecutor(max_workers=max(1, settings.runtime.workers), thread_name_prefix="extract")
+        self._workers = settings.extraction_workers()
+        self.pool = ThreadPoolExecutor(max_workers=self._workers, thread_name_prefix="extract")
         self._stopping = False
         self._at_eof: set[tuple[str, int]] = set()
         self._ever_assigned = False
@@ -160,7 +161,10 @@ class StreamProcessor:
 
         metrics.CONSUMED.inc(len(messages))
         try:
-            results = list(self.pool.map(self._process_message, messages))
+            if self._workers == 1:  # CPU-bound backend: no thread hand-off per message
+                results = [self._process_message(m) for m in messages]
+            else:
+                results = list(self.pool.map(self._process_message, messages))
         except BackendError as exc:
             # The backend is down, not the message: retry the batch later, commit nothing.
             metrics.BACKEND_ERRORS.inc()

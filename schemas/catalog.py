@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -92,9 +92,11 @@ class Catalog(BaseModel):
         return tuple(c.key for c in self.categories)
 
     def field(self, key: str) -> FieldSpec:
-        return self._by_key()[key]
+        return self._by_key[key]
 
+    @cached_property
     def _by_key(self) -> dict[str, FieldSpec]:
+        """Built once per catalog (the model is frozen, so its fields cannot change)."""
         return {f.key: f for f in self.fields}
 
 
