@@ -14,7 +14,10 @@ from extraction.backends.base import BackendOutput
 from extraction.deid import Deidentifier
 from extraction.normalize import clean_text
 from schemas.catalog import CATALOG, FIELD_KEYS
-from schemas.messages import CategoryResult, ExtractionRecord, ReportEnvelope
+from schemas.messages import (
+    SCHEMA_VERSION, CategoryResult, Evidence, ExtractionRecord, FieldResult, ModelInfo, ReportEnvelope, Score, Span,
+    utc_now,
+)
 
 _UNITS = {spec.key: spec.unit for spec in CATALOG.fields}
 
@@ -73,44 +76,114 @@ def build_record(
     voted = {key: scoring.vote(values) for key, values in per_field.items()}
     consistency = scoring.consistency_parts(voted)
 
-    # The record is validated once, from plain data, instead of model by model (~300 models).
-    fields: list[dict] = []
+    # The record is assembled from parts our own code produced from validated inputs (the
+    # envelope, the backend's samples, the settings), so its ~300 models are constructed without
+    # validation; ``_check_ranges`` then checks what could still be out of range (a NaN or an
+    # infinity in a sample makes NaN scores) and sends such a record through full validation.
+    fields: list[FieldResult] = []
+    in_range = True
+    published = combiner == "published"
     for key in FIELD_KEYS:
         value = voted[key]
-        scores = [
-            ("stability", *scoring.stability_parts(per_field[key])),
-            ("consistency", *consistency[key]),
-            ("distribution", *scoring.distribution_parts(key, value)),
-        ]
+        field_samples = per_field[key]
+        stab, stab_reason = scoring.stability_parts(field_samples)
+        cons, cons_reason = consistency[key]
+        dist, dist_reason = scoring.distribution_parts(key, value)
         extra, grounded_at = signals.field_signal_parts(key, value, text, reference)
-        scores += extra
-        confidence = scoring.combine_values([(name, score) for name, score, _ in scores], combiner) if samples else 0.0
+        scores = [
+            _score("stability", stab, stab_reason),
+            _score("consistency", cons, cons_reason),
+            _score("distribution", dist, dist_reason),
+            *(_score(name, score, reason) for name, score, reason in extra),
+        ]
+        if not samples:
+            confidence = 0.0
+        elif published:
+            confidence = (stab + cons + dist) / 3
+        else:
+            confidence = scoring.combine_values([(sc.name, sc.value) for sc in scores], combiner)
+        if in_range and not _check_ranges(confidence, scores):
+            in_range = False
         evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
-        evidence = evidence or grounded_at
-        fields.append({
+        if evidence is None and grounded_at:
+            evidence = _evidence(grounded_at)
+        fields.append(_new(FieldResult, _FIELD_RESULT_SET, {
             "key": key,
             "value": value,
             "unit": _UNITS[key],
-            "samples": per_field[key],
-            "scores": [{"name": name, "value": score, "reason": reason} for name, score, reason in scores],
+            "samples": field_samples,
+            "scores": scores,
             "confidence": confidence,
-            "route": scoring.route(confidence, threshold),
+            "route": "publish" if confidence >= threshold else "review",
             "evidence": evidence,
-        })
-    return ExtractionRecord.model_validate({
+        }))
+    category = _category(samples, threshold)
+    record = _new(ExtractionRecord, _RECORD_SET, {
+        "schema_version": SCHEMA_VERSION,
         "report_id": envelope.report_id,
         "subject_reference": envelope.subject_reference,
         "effective_time": envelope.effective_time,
         "source_format": envelope.source_format,
         "deidentified_text": text,
         "fields": fields,
-        "category": _category(samples, threshold),
+        "category": category,
         "model": backend.info(),
         "combiner": combiner,
         "threshold": threshold,
         "invalid_samples": len(output.invalid),
         "seconds": 0.0,
+        "extracted_at": utc_now(),
     })
+    if not in_range or not 0.0 <= category.confidence <= 1.0 or type(record.model) is not ModelInfo:
+        # raises the ValidationError full validation always raised for such a record
+        return ExtractionRecord.model_validate(record.model_dump(exclude={"schema_version", "extracted_at"}))
+    return record
+
+
+# ---- construction without validation -----------------------------------------------------------
+# What ``model_construct`` does, without its per-field loop: the fields-set is what a validation
+# of the same plain data recorded (every field given, except the record's two defaults).
+_FIELD_RESULT_SET = frozenset(FieldResult.model_fields)
+_SCORE_SET = frozenset(Score.model_fields)
+_SPAN_SET = frozenset(Span.model_fields)
+_EVIDENCE_SET = frozenset(Evidence.model_fields)
+_CATEGORY_SET = frozenset(CategoryResult.model_fields)
+_RECORD_SET = frozenset(ExtractionRecord.model_fields) - {"schema_version", "extracted_at"}
+_setattr = object.__setattr__
+
+
+def _new(cls, fields_set: frozenset[str], data: dict):
+    obj = cls.__new__(cls)
+    _setattr(obj, "__dict__", data)
+    _setattr(obj, "__pydantic_fields_set__", set(fields_set))
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
+
+
+_SHARED_SCORE_SET = set(_SCORE_SET)  # every field given: an assignment adds nothing to it
+
+
+def _score(name: str, value: float, reason: str, _new_score=Score.__new__, _cls=Score) -> Score:
+    """``_new`` for the ~200 scores of a record, inlined; they share one complete fields-set."""
+    obj = _new_score(_cls)
+    _setattr(obj, "__dict__", {"name": name, "value": value, "reason": reason})
+    _setattr(obj, "__pydantic_fields_set__", _SHARED_SCORE_SET)
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _evidence(data: dict) -> Evidence:
+    spans = [_new(Span, _SPAN_SET, dict(span)) for span in data["spans"]]
+    return _new(Evidence, _EVIDENCE_SET, {"spans": spans, "original_value": data.get("original_value")})
+
+
+def _check_ranges(confidence: float, scores: list[Score]) -> bool:
+    """Score values and the confidence in [0, 1] (False for NaN), as the models declare."""
+    if not 0.0 <= confidence <= 1.0:
+        return False
+    return all(0.0 <= sc.value <= 1.0 for sc in scores)
 
 
 def _category(samples, threshold: float) -> CategoryResult:
@@ -126,6 +199,7 @@ def _category(samples, threshold: float) -> CategoryResult:
         stab = 1.0 if labels else 0.0
     confidence = (stab + scoring.DEFAULT + scoring.DEFAULT) / 3
     reason = next((s.category_reason for s in samples if s.category == value and s.category_reason), "")
-    return CategoryResult(
-        value=value, samples=labels, confidence=confidence, route=scoring.route(confidence, threshold), reason=reason
-    )
+    return _new(CategoryResult, _CATEGORY_SET, {
+        "value": value, "samples": labels, "confidence": confidence, "route": scoring.route(confidence, threshold),
+        "reason": reason,
+    })
