@@ -17,25 +17,31 @@ from extraction.normalize import UNIT_SPELLINGS, WEAK_UNITS, canonical_unit, par
 from extraction.backends.rules.lexicon import _one_edit, get_lexicon
 from extraction.backends.rules.words import BAD_FOLLOWERS, COMPARATOR_WORDS, MONTHS
 
-# Words, the commonest token, are tried first; the digit shapes only after a lookahead for a digit
-# (they all start with one), so a word or a mark is not tried against each of them in turn.
+# Number shapes that are no plain number: a date, a time, feet and inches, an echo view ('4-ch').
+_SHAPES_SRC = r"""
+      (?P<date>\d{1,4}(?P<dsep>[./-])\d{1,2}(?P=dsep)\d{2,4}(?!\d))
+    | (?P<time>\d{1,2}:\d{2}(?::\d{2})?(?!\d))
+    | (?P<ftin>(?P<ft>\d)\s?(?i:'|ft\.?|feet)\s?(?P<inch>\d{1,2}(?:\.\d)?)\s?(?i:''|"|in\b\.?|inch(?:es)?\b)?)
+    | (?P<view>[234]\s?-?\s?(?i:chamber|ch|c)\b)
+"""
+_SHAPES = re.compile(_SHAPES_SRC, re.X)  # which shape a token is, re-read where one was found (rare)
+# One token per match: (spaces, word, shape, date separator, number, mark). Words, the commonest
+# token, are tried first; the digit shapes only after a lookahead for a digit. The shapes' own groups
+# are dropped here (all but the separator the date refers back to): findall builds a tuple of every
+# group for every token, and the few shapes are re-read with ``_SHAPES``.
 _MASTER = re.compile(
     r"""
-    (?P<sp>[^\S\n]*)
+    ([^\S\n]*)
     (?:
-      (?P<word>[A-Za-z][A-Za-z0-9]*)
-    | (?=\d)(?:
-        (?P<date>\d{1,4}(?P<dsep>[./-])\d{1,2}(?P=dsep)\d{2,4}(?!\d))
-      | (?P<time>\d{1,2}:\d{2}(?::\d{2})?(?!\d))
-      | (?P<ftin>(?P<ft>\d)\s?(?i:'|ft\.?|feet)\s?(?P<inch>\d{1,2}(?:\.\d)?)\s?(?i:''|"|in\b\.?|inch(?:es)?\b)?)
-      | (?P<view>[234]\s?-?\s?(?i:chamber|ch|c)\b)
-      | (?P<num>\d+(?:[.,]\d+)?)
-      )
-    | (?P<mark>\S)
+      ([A-Za-z][A-Za-z0-9]*)
+    | (?=\d)(?:(""" + re.sub(r"\(\?P<(?!dsep>)\w+>", "(?:", _SHAPES_SRC) + r""")|(\d+(?:[.,]\d+)?))
+    | (\S)
     )
     """,
     re.X,
 )
+
+
 def _unit_pattern(spellings: tuple[str, ...]) -> str:
     """One regex for all unit spellings, as a trie (shared prefixes tested once: 2-3x faster)."""
     trie: dict = {}
@@ -112,7 +118,7 @@ def tokenize(line: str) -> list[Token]:
     skip = 0  # end of the unit the last number consumed
     pos = 0
     has_num = False
-    for sp, word, date, _, time_, ftin, ft, inch, view, num, mark in _MASTER.findall(line):
+    for sp, word, shape, _, num, mark in _MASTER.findall(line):
         spaces = len(sp)
         begin = pos + spaces
         if word:
@@ -145,15 +151,16 @@ def tokenize(line: str) -> list[Token]:
             skip = tok.unit_end
             has_num = True
         else:
-            text = date or time_ or ftin or view
+            text = shape
             end = pos = begin + len(text)
             if begin < skip:
                 continue
-            if ftin:
-                inches = int(ft) * 12 + float(inch)
+            m = _SHAPES.match(line, begin)  # the same alternative as in _MASTER, at the same place
+            if m.group("ftin"):
+                inches = int(m.group("ft")) * 12 + float(m.group("inch"))
                 append(Token("num", begin, end, text, spaces, value=inches, unit="in", unit_start=end, unit_end=end))
                 has_num = True
-            elif view:
+            elif m.group("view"):
                 append(Token("word", begin, end, text[0] + "ch", spaces, flag="view"))
             else:
                 append(Token("num", begin, end, text, spaces, flag="junk"))
