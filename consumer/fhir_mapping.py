@@ -70,15 +70,22 @@ def build_bundle(record: ExtractionRecord) -> dict[str, Any]:
     effective = _instant(record.effective_time or record.extracted_at)
     issued = _instant(record.extracted_at)
     entries: list[dict[str, Any]] = []
+    # The shape of each entry built here, apart from its variable values (see _VARIABLE_PATHS):
+    # the same shape always gives the same template, so its key is looked up, not recomputed.
+    kinds: list[tuple] = []
+    has_subject = bool(record.subject_reference)
     for result in record.fields:
         if result.route == "publish" and result.value is not None:
             entries.append(_entry(record, result.key, _field_observation(record, result, effective, issued)))
+            kinds.append(("field", result.key, has_subject))
     category = record.category
     if category.route == "publish" and category.value is not None:
         entries.append(_entry(record, CATEGORY_KEY, _category_observation(record, effective, issued)))
+        kinds.append(("category", category.value, has_subject))
     if entries:
         provenance_url, provenance = _provenance(record, [e["fullUrl"] for e in entries], issued)
         entries.append({"fullUrl": provenance_url, "resource": provenance, "request": {"method": "PUT", "url": f"Provenance/{provenance['id']}"}})
+        kinds.append(("provenance", len(entries) - 1))
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "identifier": {"system": f"{PROJECT_URL}/extraction", "value": record.report_id},
@@ -87,8 +94,25 @@ def build_bundle(record: ExtractionRecord) -> dict[str, Any]:
     }
     if entries:
         bundle["entry"] = entries
-    _validate(bundle)
+    _validate(bundle, (_shape(), kinds))
     return bundle
+
+
+# Everything besides a kind that decides the shape of what build_bundle builds: the module's
+# constants and builders. Replacing one (a patch, a reload) makes a new shape, so entries are
+# masked and their templates validated again instead of trusting keys learned before.
+_SHAPE_NAMES = (
+    "AI_ASSERTED", "CATALOG", "_SPECS", "UCUM_SYSTEM", "LOINC_SYSTEM", "OBSERVATION_CATEGORY_SYSTEM",
+    "OBSERVATION_CATEGORY_DISPLAY", "SECURITY_SYSTEM", "PROVENANCE_AGENT_TYPE_SYSTEM", "DATA_OPERATION_SYSTEM",
+    "FIELD_IDENTIFIER_SYSTEM", "SOFTWARE_IDENTIFIER_SYSTEM", "CONFIDENCE_EXTENSION", "CATEGORY_KEY", "CATEGORY_DISPLAY",
+    "PROJECT_URL", "REPORT_IDENTIFIER_SYSTEM", "_QUOTED_FIELD_SYSTEM", "_entry", "_common", "_field_observation",
+    "_category_observation", "_subject_and_times", "_provenance", "field_identifier", "observation_full_url",
+)
+
+
+def _shape() -> tuple[int, ...]:
+    names = globals()
+    return tuple(id(names[name]) for name in _SHAPE_NAMES)
 
 
 def warm_up() -> None:
@@ -117,13 +141,15 @@ def field_identifier(report_id: str, key: str) -> dict[str, str]:
 
 
 def _entry(record: ExtractionRecord, key: str, resource: dict[str, Any]) -> dict[str, Any]:
-    identifier = field_identifier(record.report_id, key)
-    condition = f"identifier={quote(identifier['system'], safe=':/')}|{quote(_search_escape(identifier['value']), safe='/')}"
+    condition = f"identifier={_QUOTED_FIELD_SYSTEM}|{quote(_search_escape(f'{record.report_id}/{key}'), safe='/')}"
     return {
         "fullUrl": observation_full_url(record.report_id, key),
         "resource": resource,
         "request": {"method": "POST", "url": "Observation", "ifNoneExist": condition},
     }
+
+
+_QUOTED_FIELD_SYSTEM = quote(FIELD_IDENTIFIER_SYSTEM, safe=":/")
 
 
 def _search_escape(value: str) -> str:
@@ -212,10 +238,12 @@ def _instant(value: datetime) -> str:
     return value.isoformat()
 
 
-def _validate(bundle: dict[str, Any]) -> None:
+def _validate(bundle: dict[str, Any], kinds: tuple[tuple, list[tuple]] | None = None) -> None:
     """fhir.resources R4B validation of the Bundle (see the module docstring), plus the references
-    and required bindings fhir.resources leaves unchecked. Raises MappingError."""
-    if not _VALIDATOR.fast_valid(bundle):
+    and required bindings fhir.resources leaves unchecked. Raises MappingError. ``kinds`` (from
+    ``build_bundle`` only) names the module's shape and each entry's kind: see
+    ``_TemplateValidator.fast_valid``."""
+    if not _VALIDATOR.fast_valid(bundle, kinds):
         _full_validation(bundle)
     _check_references(bundle)
 
@@ -311,27 +339,55 @@ class _TemplateValidator:
     def __init__(self) -> None:
         self._templates: set[bytes] = set()
         self._types: dict[tuple[str, tuple[str | int, ...]], tuple[Any, Any]] = {}
+        # per shape of the module, the template key of each entry kind build_bundle names, once
+        # its template was validated
+        self._kind_keys: dict[tuple, dict[tuple, bytes]] = {}
         self._lock = threading.Lock()
 
-    def fast_valid(self, bundle: dict[str, Any]) -> bool:
-        """True when the Bundle is proven valid; False means 'validate it in full', not 'invalid'."""
+    def fast_valid(self, bundle: dict[str, Any], shaped: tuple[tuple, list[tuple]] | None = None) -> bool:
+        """True when the Bundle is proven valid; False means 'validate it in full', not 'invalid'.
+
+        ``shaped``: only from ``build_bundle``: (the module's shape, a kind per entry), which
+        together name everything that decides an entry's template (the builders and constants,
+        field key, subject present, number of Provenance targets): an entry whose kind was seen
+        has its template key looked up and only its variable values read, instead of masking and
+        serializing it again. Its template must still be in the validated set."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             return False
         entries = bundle.get("entry")
         if entries is not None and not (isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries)):
             return False
+        kinds = known = None
+        if shaped is not None and len(shaped[1]) == len(entries or ()):
+            shape, kinds = shaped
+            known = self._kind_keys.get(shape) or {}
         values: dict[tuple[int, type, Any], tuple[Any, Any]] = {}
-        header = self._template_key({k: v for k, v in bundle.items() if k != "entry"}, (), values)
+        header_part = {k: v for k, v in bundle.items() if k != "entry"}
+        header = known.get(("header",)) if known else None
+        if header is not None:
+            if not self._collect(header_part, (), values):
+                return False
+        else:
+            header = self._template_key(header_part, (), values)
         if header is None:
             return False
         missing = []
-        for entry in entries or ():
+        learned: list[tuple[tuple, bytes]] = []
+        for index, entry in enumerate(entries or ()):
             resource = entry.get("resource")
             if not isinstance(resource, dict) or resource.get("resourceType") not in _VARIABLE_PATHS:
                 return False
-            key = self._template_key(entry, (resource,), values)
-            if key is None:
-                return False
+            kind = kinds[index] if kinds is not None else None
+            key = known.get(kind) if known else None
+            if key is not None:
+                if not self._collect(entry, (resource,), values):
+                    return False
+            else:
+                key = self._template_key(entry, (resource,), values)
+                if key is None:
+                    return False
+                if kind is not None:
+                    learned.append((kind, key))
             if header + key not in self._templates:
                 missing.append(key)
         if not entries and header not in self._templates:
@@ -354,6 +410,66 @@ class _TemplateValidator:
                 if len(self._templates) >= _MAX_TEMPLATES:
                     self._templates.clear()
                 self._templates.add(header + key)
+        if kinds is not None and (learned or not known):
+            with self._lock:  # every template of this Bundle is now in the validated set
+                if len(self._kind_keys) >= 8:  # shapes: one in production
+                    self._kind_keys.clear()
+                mine = self._kind_keys.setdefault(shape, {})
+                if len(mine) >= _MAX_TEMPLATES:
+                    mine.clear()
+                mine[("header",)] = header
+                mine.update(learned)
+        return True
+
+    def _collect(self, part: dict[str, Any], resources: tuple, values: dict) -> bool:
+        """The variable values of ``part`` (as ``_template_key`` finds them), with the validator of
+        their type, without masking or serializing: for an entry whose template key is known."""
+        owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
+        types = self._types
+        for root, owner in owners:
+            for path, parents, last in _PATH_STEPS[owner]:
+                if parents is None:
+                    if not self._collect_all(root, path, owner, path, values):
+                        return False
+                    continue
+                node = root
+                try:
+                    for step in parents:
+                        node = node[step]
+                    value = node[last]
+                except (KeyError, IndexError):
+                    continue
+                except TypeError:
+                    return False
+                if value is None or isinstance(value, (dict, list)):
+                    return False
+                adapter, _ = types.get((owner, path)) or self._type(owner, path)
+                values[(id(adapter), type(value), value)] = (adapter, value)
+        return True
+
+    def _collect_all(self, node: Any, path: tuple, owner: str, full: tuple, values: dict) -> bool:
+        """``_mask`` without masking."""
+        for index, step in enumerate(path[:-1]):
+            if step == "*":
+                return isinstance(node, list) and all(
+                    self._collect_all(item, path[index + 1 :], owner, full, values) for item in node
+                )
+            try:
+                node = node[step]
+            except (KeyError, IndexError):
+                return True
+            except TypeError:
+                return False
+        try:
+            value = node[path[-1]]
+        except (KeyError, IndexError):
+            return True
+        except TypeError:
+            return False
+        if value is None or isinstance(value, (dict, list)):
+            return False
+        adapter, _ = self._type(owner, full)
+        values[(id(adapter), type(value), value)] = (adapter, value)
         return True
 
     def _template_key(self, part: dict[str, Any], resources: tuple, values: dict) -> bytes | None:
