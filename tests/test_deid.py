@@ -82,3 +82,40 @@ def test_bounded_time_on_hostile_input():
     started = time.perf_counter()
     deidentify(hostile)
     assert time.perf_counter() - started < 10
+
+
+def test_markup_and_key_value_do_not_hide_phi():
+    text = (
+        "**Patient:** Marisol Ncube\n_Signed: Tariq Stavrou, 02/11/2022_\noperator=Kenji Rahman\n"
+        "signed_by=Priya Mbeki\nsigned_at=2023-08-02T17:56\nlvef_pct=55.0\n| **LVEF** | 55 % |"
+    )
+    out = deidentify(text)
+    for phi in ["Marisol", "Ncube", "Stavrou", "02/11/2022", "Kenji", "Rahman", "Mbeki", "2023-08-02"]:
+        assert phi not in out, phi
+    assert "lvef_pct=55.0" in out and "| **LVEF** | 55 % |" in out  # values and their markup survive
+
+
+def test_hl7_names_bare_names_and_staff_lines():
+    text = (
+        "PID;OSEI-BONSU^HENRIK;M\nORD;MR HEART FUNCTION;Ncube^Cormac\nSIG;Tariq Desrosiers;[ID]\n"
+        "Re: Chiamaka Abernathy, born [DATE]\nYours sincerely,\nHana Castellanos\n"
+        "Scanned by Wiremu O'Sullivan (RT)\n-- Amadou Van der Berg\n-- Guadalupe Bergström\nMei Horvath md, [DATE]\n"
+        "Left Ventricle\nLate Gadolinium Enhancement\nRt ventricle normal in size\nLV mass 120 g; RV EF 55 %; m^2 units"
+    )
+    out = deidentify(text)
+    for phi in ["OSEI-BONSU", "HENRIK", "Cormac", "Desrosiers", "Abernathy", "Castellanos", "O'Sullivan", "Van der Berg",
+                "Bergström", "Horvath"]:
+        assert phi not in out, phi
+    for kept in ["MR HEART FUNCTION", "Yours sincerely,", "Left Ventricle", "Late Gadolinium Enhancement",
+                 "Rt ventricle normal in size", "LV mass 120 g; RV EF 55 %; m^2 units"]:
+        assert kept in out, kept
+
+
+def test_synthetic_reports_of_every_layout_lose_all_planted_phi(tmp_path):
+    from training.synth import LAYOUTS, generate
+
+    leaked = []
+    for report in generate(120, seed=31, layouts=list(LAYOUTS)):
+        text = deidentify(report.text)
+        leaked += [(report.style, phi) for phi in report.phi if phi in text]
+    assert not leaked, leaked[:10]

@@ -121,8 +121,6 @@ def test_corpus_holds_no_planted_phi_synthetic_dates_and_ids(tmp_path):
             assert not leaked, f"{row['report_id']}: {leaked}"
 
 
-@pytest.mark.xfail(reason="de-identifier gap: bare names such as 'Scanned by Freya Nguyen (RT)' survive it; "
-                          "no pattern-based guard can tell a name from a word", strict=False)
 def test_corpus_holds_no_planted_phi_synthetic_names(tmp_path):
     folder = _synthetic(tmp_path)
     corpus_mod.build(tmp_path / "c", get_settings(), folders=[folder])

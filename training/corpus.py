@@ -52,6 +52,7 @@ PHI_PATTERNS: dict[str, re.Pattern[str]] = {
     "alnum_id": deid.ALNUM_ID_RE,
     "address": deid.ADDRESS_RE,
     "zip": deid.ZIP_RE,
+    "hl7_name": deid.CARET_NAME_RE,
 }
 _PLACEHOLDER_RE = re.compile(r"\[(?:NAME|DATE|ID|PHONE|ADDRESS|ZIP)\]")
 _MARKUP_RE = re.compile(r"[_*~`^|]")
