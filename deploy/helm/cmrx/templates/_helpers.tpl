@@ -107,7 +107,8 @@ http://localhost:8000/v1
 {{- $llm := dict "vllm_url" (include "cmrx.vllmUrl" .) "vllm_model" $v.llm.vllmModel "concurrency" (int $v.llm.concurrency) "timeout_s" $v.llm.timeoutS "max_new_tokens" (int $v.llm.maxNewTokens) -}}
 {{- with $v.llm.adapter }}{{- $_ := set $llm "adapter" . -}}{{- end -}}
 {{- with $v.llm.model }}{{- $_ := set $llm "model" . -}}{{- end -}}
-{{- $runtime := dict "log_level" $v.runtime.logLevel "metrics_port" (int $v.runtime.metricsPort) "batch_size" (int $v.runtime.batchSize) "workers" (int $v.runtime.workers) "state_dir" $v.runtime.stateDir "mllp_host" "0.0.0.0" "mllp_port" (int $v.mllp.port) -}}
+{{- $runtime := dict "log_level" $v.runtime.logLevel "metrics_port" (int $v.runtime.metricsPort) "batch_size" (int $v.runtime.batchSize) "state_dir" $v.runtime.stateDir "mllp_host" "0.0.0.0" "mllp_port" (int $v.mllp.port) -}}
+{{- with $v.runtime.workers }}{{- $_ := set $runtime "workers" (int .) -}}{{- end -}}
 {{- $settings := dict "kafka" $kafka "topics" $topics "extraction" $extraction "llm" $llm "runtime" $runtime -}}
 {{- $settings = mustMergeOverwrite $settings (deepCopy $v.extraConfig) -}}
 {{- toYaml $settings -}}
