@@ -46,7 +46,8 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: i
     for mode in modes:
         n = 1 if mode == "greedy" else 3
         seconds, valid, invalid = [], 0, 0
-        passes = backend.decoder.forward_passes
+        passes, fed = backend.decoder.forward_passes, backend.decoder.tokens_fed
+        cpu0 = time.process_time()
         for text in texts:
             t0 = time.perf_counter()
             out = backend.extract(text, n_samples=n)
@@ -54,9 +55,11 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: i
             valid += len(out.samples)
             invalid += len(out.invalid)
         result[mode] = {"s_per_report": round(sum(seconds) / len(seconds), 2), "each_s": [round(s, 1) for s in seconds],
+                        "cpu_s_per_report": round((time.process_time() - cpu0) / len(texts), 2),
                         "valid": valid, "invalid": invalid}
         if decoder == "forced":  # deterministic, unlike seconds on a shared machine
             result[mode]["forward_passes_per_report"] = (backend.decoder.forward_passes - passes) / len(texts)
+            result[mode]["tokens_fed_per_report"] = (backend.decoder.tokens_fed - fed) / len(texts)
     result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
     return result
 
