@@ -553,3 +553,82 @@ def test_renamed_labels_and_unknown_units_give_almost_no_wrong_numbers():
     print(f"hostile proxy: {wrong:.2%} wrong numbers, {found:.0%} of stated fields found")
     assert wrong <= 0.002
     assert found >= 0.3  # nulls where a token cannot be read, not everywhere
+
+
+# -- the per-line cache of tokens and items ------------------------------------------------------
+
+FIXED_WIDTH_TABLE = """Left Ventricle
+Parameter                             Value   Unit       Normal range
+--------------------------------------------------------------------
+LV EDV                                110.1   ml         81 - 205
+LV EF                                  57.6   %          50 - 78
+LV CO                                  4.36   L/min      3.5 - 8.7
+"""
+UNIT_COLUMN_TABLE = """| Parameter | Value | Unit |
+|---|---|---|
+| LVEF | 55 | % |
+| Weight | 80 | 1 |
+"""
+
+
+def _cache_result(text: str):
+    r = extract_rules(clean_text(text))
+    return r.values, {k: (v.original_value, [(s.start, s.end) for s in v.spans]) for k, v in r.evidence.items()}
+
+
+def test_line_cache_same_result_cold_and_warm():
+    """A report read with its lines cached gives what it gave with none cached (a table row's edits
+    of its tokens, a unit moved to the row, never reach a cached reading)."""
+    from extraction.backends.rules.document import clear_line_cache
+
+    texts = [FIXED_WIDTH_TABLE, UNIT_COLUMN_TABLE, FIXED_WIDTH_TABLE.replace("Value", "Result")]
+    if DEV.is_dir():
+        texts += [p.read_text(encoding="utf-8") for p in sorted(DEV.glob("*.txt"))]
+    cold = []
+    for text in texts:
+        clear_line_cache()
+        cold.append(_cache_result(text))
+    for _ in range(2):
+        for text, want in reversed(list(zip(texts, cold))):
+            assert _cache_result(text) == want
+    values, evidence = cold[0]
+    assert values["LVCO"] == 4.36 and evidence["LVCO"][0] == "4.36 L/min"  # the unit cell is the row's
+
+
+def test_line_cache_entries_never_mutated():
+    """Every cached reading is the same after other reports have used it (tables included)."""
+    from extraction.backends.rules.document import CACHED_LINE_MAX, _cached_line, clear_line_cache
+
+    texts = [FIXED_WIDTH_TABLE, UNIT_COLUMN_TABLE]
+    if DEV.is_dir():
+        texts += [clean_text(p.read_text(encoding="utf-8")) for p in sorted(DEV.glob("*.txt"))]
+    lex = get_lexicon()
+    clear_line_cache()
+    for text in texts:
+        extract_rules(clean_text(text))
+    lines = {line for text in texts for line in clean_text(text).split("\n") if len(line) <= CACHED_LINE_MAX}
+    snap = {}
+    for line in lines:
+        hits = _cached_line.cache_info().hits
+        reading = _cached_line(line, lex)
+        if _cached_line.cache_info().hits > hits:
+            snap[line] = (reading, repr(reading))
+    assert len(snap) > 20
+    # only numbers are ever edited downstream (Grid.start_row): a cached line has none
+    assert not any(t.kind == "num" for reading, _ in snap.values() for t in reading[0])
+    for text in texts * 2:
+        extract_rules(clean_text(text))
+    for line, (reading, before) in snap.items():
+        assert isinstance(reading[0], tuple) and isinstance(reading[1], tuple)
+        assert repr(reading) == before, line
+
+
+def test_line_cache_long_lines_not_cached():
+    from extraction.backends.rules.document import CACHED_LINE_MAX, _cached_line, clear_line_cache
+
+    clear_line_cache()
+    extract_rules("Left ventricle " + "x " * CACHED_LINE_MAX + "normal")
+    extract_rules("LVEF 55 %")  # a line with a number: not cached either
+    assert _cached_line.cache_info().currsize == 0
+    extract_rules("Left ventricle: normal")
+    assert _cached_line.cache_info().currsize == 1
