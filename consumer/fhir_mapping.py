@@ -429,7 +429,7 @@ class _TemplateValidator:
         for root, owner in owners:
             for path, parents, last in _PATH_STEPS[owner]:
                 if parents is None:
-                    if not self._collect_all(root, path, owner, path, values):
+                    if not self._mask(root, path, owner, path, values, None):
                         return False
                     continue
                 node = root
@@ -445,31 +445,6 @@ class _TemplateValidator:
                     return False
                 adapter, _ = types.get((owner, path)) or self._type(owner, path)
                 values[(id(adapter), type(value), value)] = (adapter, value)
-        return True
-
-    def _collect_all(self, node: Any, path: tuple, owner: str, full: tuple, values: dict) -> bool:
-        """``_mask`` without masking."""
-        for index, step in enumerate(path[:-1]):
-            if step == "*":
-                return isinstance(node, list) and all(
-                    self._collect_all(item, path[index + 1 :], owner, full, values) for item in node
-                )
-            try:
-                node = node[step]
-            except (KeyError, IndexError):
-                return True
-            except TypeError:
-                return False
-        try:
-            value = node[path[-1]]
-        except (KeyError, IndexError):
-            return True
-        except TypeError:
-            return False
-        if value is None or isinstance(value, (dict, list)):
-            return False
-        adapter, _ = self._type(owner, full)
-        values[(id(adapter), type(value), value)] = (adapter, value)
         return True
 
     def _template_key(self, part: dict[str, Any], resources: tuple, values: dict) -> bytes | None:
@@ -510,7 +485,10 @@ class _TemplateValidator:
             for node, step, value in reversed(undo):
                 node[step] = value
 
-    def _mask(self, node: Any, path: tuple, owner: str, full: tuple, values: dict, undo: list) -> bool:
+    def _mask(self, node: Any, path: tuple, owner: str, full: tuple, values: dict, undo: list | None) -> bool:
+        """Collect the values at ``path`` (``*`` = every list item) with their validators into
+        ``values``; with ``undo``, also put placeholders in their place (recorded for undoing).
+        False: not fast-path material (a value where a container was expected, or the reverse)."""
         for index, step in enumerate(path[:-1]):
             if step == "*":
                 return isinstance(node, list) and all(
@@ -533,8 +511,9 @@ class _TemplateValidator:
             return False
         adapter, placeholder = self._type(owner, full)
         values[(id(adapter), type(value), value)] = (adapter, value)
-        undo.append((node, last, value))
-        node[last] = placeholder
+        if undo is not None:
+            undo.append((node, last, value))
+            node[last] = placeholder
         return True
 
     def _type(self, owner: str, path: tuple) -> tuple[Any, Any]:
