@@ -421,15 +421,16 @@ class _TemplateValidator:
                 mine.update(learned)
         return True
 
-    def _collect(self, part: dict[str, Any], resources: tuple, values: dict) -> bool:
-        """The variable values of ``part`` (as ``_template_key`` finds them), with the validator of
-        their type, without masking or serializing: for an entry whose template key is known."""
+    def _collect(self, part: dict[str, Any], resources: tuple, values: dict, undo: list | None = None) -> bool:
+        """The variable values of ``part`` (the Bundle header, or an entry with its resource), with
+        the validator of their type, into ``values``; with ``undo``, each is also replaced by a
+        placeholder of its FHIR type (recorded in ``undo``). False: not fast-path material."""
         owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
         types = self._types
         for root, owner in owners:
             for path, parents, last in _PATH_STEPS[owner]:
-                if parents is None:
-                    if not self._mask(root, path, owner, path, values, None):
+                if parents is None:  # a path through every item of a list
+                    if not self._mask(root, path, owner, path, values, undo):
                         return False
                     continue
                 node = root
@@ -438,47 +439,26 @@ class _TemplateValidator:
                         node = node[step]
                     value = node[last]
                 except (KeyError, IndexError):
-                    continue
+                    continue  # absent: nothing to mask
                 except TypeError:
                     return False
                 if value is None or isinstance(value, (dict, list)):
                     return False
-                adapter, _ = types.get((owner, path)) or self._type(owner, path)
+                adapter, placeholder = types.get((owner, path)) or self._type(owner, path)
                 values[(id(adapter), type(value), value)] = (adapter, value)
+                if undo is not None:
+                    undo.append((node, last, value))
+                    node[last] = placeholder
         return True
 
     def _template_key(self, part: dict[str, Any], resources: tuple, values: dict) -> bytes | None:
-        """``part`` (the Bundle header, or an entry with its resource) with each variable value
-        replaced by a placeholder of its FHIR type, serialized with marshal: fast and type-exact
-        (equal bytes mean equal values, so a key can only miss, never confuse two templates).
-        The placeholders are put in place and taken out again. The values go to ``values`` with
-        the validator of their type. None: not fast-path material."""
+        """``part`` with each variable value replaced by a placeholder of its FHIR type, serialized
+        with marshal: fast and type-exact (equal bytes mean equal values, so a key can only miss,
+        never confuse two templates). The placeholders are put in place and taken out again. The
+        values go to ``values`` with the validator of their type. None: not fast-path material."""
         undo: list[tuple[Any, Any, Any]] = []
-        owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
-        types = self._types
         try:
-            for root, owner in owners:
-                for path, parents, last in _PATH_STEPS[owner]:
-                    if parents is None:  # a path through every item of a list
-                        if not self._mask(root, path, owner, path, values, undo):
-                            return None
-                        continue
-                    node = root
-                    try:
-                        for step in parents:
-                            node = node[step]
-                        value = node[last]
-                    except (KeyError, IndexError):
-                        continue  # absent: nothing to mask
-                    except TypeError:
-                        return None
-                    if value is None or isinstance(value, (dict, list)):
-                        return None
-                    adapter, placeholder = types.get((owner, path)) or self._type(owner, path)
-                    values[(id(adapter), type(value), value)] = (adapter, value)
-                    undo.append((node, last, value))
-                    node[last] = placeholder
-            return marshal.dumps(part)
+            return marshal.dumps(part) if self._collect(part, resources, values, undo) else None
         except ValueError:  # not plain JSON data
             return None
         finally:
