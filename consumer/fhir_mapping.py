@@ -55,7 +55,6 @@ CONFIDENCE_EXTENSION = f"{PROJECT_URL}/StructureDefinition/extraction-confidence
 CATEGORY_KEY = "CATEGORY"
 CATEGORY_DISPLAY = "Diagnosis category from cardiac MRI report"
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, PROJECT_URL)
-_SPECS = {spec.key: spec for spec in CATALOG.fields}
 
 
 class MappingError(ValueError):
@@ -102,7 +101,7 @@ def build_bundle(record: ExtractionRecord) -> dict[str, Any]:
 # constants and builders. Replacing one (a patch, a reload) makes a new shape, so entries are
 # masked and their templates validated again instead of trusting keys learned before.
 _SHAPE_NAMES = (
-    "AI_ASSERTED", "CATALOG", "_SPECS", "UCUM_SYSTEM", "LOINC_SYSTEM", "OBSERVATION_CATEGORY_SYSTEM",
+    "AI_ASSERTED", "CATALOG", "UCUM_SYSTEM", "LOINC_SYSTEM", "OBSERVATION_CATEGORY_SYSTEM",
     "OBSERVATION_CATEGORY_DISPLAY", "SECURITY_SYSTEM", "PROVENANCE_AGENT_TYPE_SYSTEM", "DATA_OPERATION_SYSTEM",
     "FIELD_IDENTIFIER_SYSTEM", "SOFTWARE_IDENTIFIER_SYSTEM", "CONFIDENCE_EXTENSION", "CATEGORY_KEY", "CATEGORY_DISPLAY",
     "PROJECT_URL", "REPORT_IDENTIFIER_SYSTEM", "_QUOTED_FIELD_SYSTEM", "_entry", "_common", "_field_observation",
@@ -173,9 +172,10 @@ def _common(record: ExtractionRecord, key: str, confidence: float, fhir_category
 
 
 def _field_observation(record: ExtractionRecord, result: FieldResult, effective: str, issued: str) -> dict[str, Any]:
-    spec = _SPECS.get(result.key)
-    if spec is None:
-        raise MappingError(f"field {result.key!r} is not in the catalog")
+    try:
+        spec = CATALOG.field(result.key)
+    except KeyError:
+        raise MappingError(f"field {result.key!r} is not in the catalog") from None
     value = float(result.value)  # type: ignore[arg-type]  # published values are not None
     if not math.isfinite(value):
         raise MappingError(f"field {result.key}: value is not a finite number")

@@ -19,8 +19,6 @@ from schemas.messages import (
     utc_now,
 )
 
-_UNITS = {spec.key: spec.unit for spec in CATALOG.fields}
-
 
 class Extractor:
     """Holds a backend and the scoring settings; ``extract`` is safe to call from threads."""
@@ -110,7 +108,7 @@ def build_record(
         fields.append(_new(FieldResult, _FIELD_RESULT_SET, {
             "key": key,
             "value": value,
-            "unit": _UNITS[key],
+            "unit": CATALOG.field(key).unit,
             "samples": field_samples,
             "scores": scores,
             "confidence": confidence,

@@ -20,7 +20,6 @@ from schemas.messages import Score  # noqa: F401  (re-exported for callers)
 
 DEFAULT = 0.7
 Value = float | None
-_SPECS = {spec.key: spec for spec in CATALOG.fields}
 
 
 def pairwise(a: Value, b: Value) -> float:
@@ -186,7 +185,7 @@ def distribution(key: str, value: Value) -> Score:
 
 def distribution_parts(key: str, value: Value) -> tuple[float, str]:
     """(value, reason) of ``distribution``."""
-    reference = _SPECS[key].reference
+    reference = CATALOG.field(key).reference
     if value is None:
         return DEFAULT, "null value"
     if reference is None:
