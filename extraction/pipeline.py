@@ -80,7 +80,6 @@ def build_record(
     # infinity in a sample makes NaN scores) and sends such a record through full validation.
     fields: list[FieldResult] = []
     in_range = True
-    published = combiner == "published"
     for key in FIELD_KEYS:
         value = voted[key]
         field_samples = per_field[key]
@@ -94,12 +93,7 @@ def build_record(
             _score("distribution", dist, dist_reason),
             *(_score(name, score, reason) for name, score, reason in extra),
         ]
-        if not samples:
-            confidence = 0.0
-        elif published:
-            confidence = (stab + cons + dist) / 3
-        else:
-            confidence = scoring.combine_values([(sc.name, sc.value) for sc in scores], combiner)
+        confidence = scoring.combine(scores, combiner) if samples else 0.0
         if in_range and not _check_ranges(confidence, scores):
             in_range = False
         evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
@@ -112,7 +106,7 @@ def build_record(
             "samples": field_samples,
             "scores": scores,
             "confidence": confidence,
-            "route": "publish" if confidence >= threshold else "review",
+            "route": scoring.route(confidence, threshold),
             "evidence": evidence,
         }))
     category = _category(samples, threshold)

@@ -205,15 +205,10 @@ def distribution_parts(key: str, value: Value) -> tuple[float, str]:
 
 def combine(scores: Sequence[Score], combiner: str = "published") -> float:
     """'published': mean of stability, consistency, distribution; 'extended': mean of all given."""
-    return combine_values([(s.name, s.value) for s in scores], combiner)
-
-
-def combine_values(scores: Sequence[tuple[str, float]], combiner: str = "published") -> float:
-    """``combine`` over (name, value) pairs."""
     if combiner == "published":
-        chosen = [value for name, value in scores if name in ("stability", "consistency", "distribution")]
+        chosen = [s.value for s in scores if s.name in ("stability", "consistency", "distribution")]
     elif combiner == "extended":
-        chosen = [value for _, value in scores]
+        chosen = [s.value for s in scores]
     else:
         raise ValueError(f"unknown combiner {combiner!r}")
     return sum(chosen) / len(chosen)
