@@ -357,14 +357,11 @@ def _known_segment(name: str, version: str) -> bool:
     """Would hl7apy parse a segment of this name in this version? Asked of hl7apy's own parser
     (tolerant) once per name and version: it accepts the names of its reference and Z-segments."""
     from hl7apy.consts import VALIDATION_LEVEL
-    from hl7apy.exceptions import HL7apyException
     from hl7apy.parser import parse_segment
 
     try:
         parse_segment(name, version, None, VALIDATION_LEVEL.TOLERANT)
-    except HL7apyException:
-        return False
-    except Exception:  # noqa: BLE001 - hl7apy fails on some references (QRD in 2.7): unknown here
+    except Exception:  # noqa: BLE001 - HL7apyException, or hl7apy failing on some references (QRD in 2.7)
         return False
     return True
 
