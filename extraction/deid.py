@@ -113,7 +113,7 @@ class Deidentifier:
                 result.dropped_lines += 1
                 continue
             if index in candidates:
-                line, _ = _bare_names(line, line_view, result.scrubbed)
+                line = _bare_names(line, line_view, result.scrubbed)
             kept.append(line)
         result.text = "\n".join(kept)
         return result
@@ -161,33 +161,25 @@ def _signoff_lines(view: str) -> set[int]:
     return words | _lines_of(DASH_SIGNATURE_RE, view)
 
 
-def _bare_names(line: str, view: str, counts: dict[str, int]) -> tuple[str, str]:
+def _bare_names(line: str, view: str, counts: dict[str, int]) -> str:
     """Replace cells (or the whole line) that are nothing but 2-5 name-shaped words, none of them a
     word of the clinical vocabulary or ordinary English ('Hana Castellanos', 'SIG;Tariq Doe;[ID]';
     'Left Ventricle' stays). A heading made only of unknown capitalised words would go too: that
-    loses a heading, never a measurement (cells with digits are never touched)."""
-    if not _TWO_NAME_WORDS.search(view):  # the cheap test first: most lines fail it
-        return line, view
-    parts = _CELL_SPLIT.split(view)
-    changed = False
+    loses a heading, never a measurement (cells with digits are never touched). Called only for the
+    lines ``_TWO_NAME_WORDS`` finds (the cheap test: most lines fail it)."""
     position = 0
-    out_line: list[str] = []
-    out_view: list[str] = []
-    for index, part in enumerate(parts):
+    out: list[str] = []
+    for index, part in enumerate(_CELL_SPLIT.split(view)):
         original = line[position:position + len(part)]
         position += len(part)
         cell = part.strip(" -:,.")
         if index % 2 == 0 and cell and _BARE_NAME.fullmatch(cell) and not _known_word_in(cell):
             start = part.index(cell)
-            new = part[:start] + "[NAME]" + part[start + len(cell):]
-            out_line.append(new)
-            out_view.append(new)
+            out.append(part[:start] + "[NAME]" + part[start + len(cell):])
             counts["name"] = counts.get("name", 0) + 1
-            changed = True
         else:
-            out_line.append(original)
-            out_view.append(part)
-    return ("".join(out_line), "".join(out_view)) if changed else (line, view)
+            out.append(original)
+    return "".join(out)
 
 
 @functools.cache
@@ -216,7 +208,7 @@ def _name_replacement(match: re.Match[str]) -> str:
     return f"{title}{gap}[NAME]"
 
 
-# (kind, pattern, replacement, what a line needs to hold for the pattern to have a chance)
+# (kind, pattern, replacement), applied in this order
 _SCRUBBERS = [
     ("address", ADDRESS_RE, "[ADDRESS]"),
     ("date", DATE_RE, "[DATE]"),
