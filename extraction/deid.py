@@ -57,7 +57,8 @@ ZIP_RE = _line_local(r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b")
 _TITLE = r"(?:Dr|Mr|Mrs|Ms|Miss|Pt|Patient|Ref|Referring|Referred by|Prof|Re(?=:))"
 _UPPER, _LOWER, _LETTER = "A-ZÀ-ÖØ-Þ", "a-zß-öø-ÿ", r"[^\W\d_]"
 # Mixed case ('LV' is no name), any Latin letters ('Bergström'), name particles ('Van der Berg')
-_NAME_TOKEN = rf"(?:[{_UPPER}](?:[{_LOWER}]|'[{_UPPER}])(?:{_LETTER}|['\-])*|[{_UPPER}]\.|(?:van|von|der|den|de|da|di|del|du|la|le|al|el|bin|ter|ten)\b)"
+_PARTICLES = ("van", "von", "der", "den", "de", "da", "di", "del", "du", "la", "le", "al", "el", "bin", "ter", "ten")
+_NAME_TOKEN = rf"(?:[{_UPPER}](?:[{_LOWER}]|'[{_UPPER}])(?:{_LETTER}|['\-])*|[{_UPPER}]\.|(?:{'|'.join(_PARTICLES)})\b)"
 _NAME_STOP = {"id", "data", "parameters", "history", "information", "age", "sex", "no", "number", "is", "was"}
 TITLE_NAME_RE = _line_local(
     rf"\b({_TITLE})(\.?:?\s+(?:(?:Dr|Prof)\.?\s+)?(?:med\.\s+)?)({_NAME_TOKEN}(?:,?\s{_NAME_TOKEN}){{0,3}})"
@@ -196,9 +197,6 @@ def _vocabulary() -> frozenset[str]:
 def _known_word_in(cell: str) -> bool:
     vocabulary = _vocabulary()
     return any(w.lower() in vocabulary for w in re.findall(r"[^\W\d_]+", cell) if len(w) > 1 and w.lower() not in _PARTICLES)
-
-
-_PARTICLES = {"van", "von", "der", "den", "de", "da", "di", "del", "du", "la", "le", "al", "el", "bin", "ter", "ten"}
 
 
 def _name_replacement(match: re.Match[str]) -> str:
