@@ -240,8 +240,7 @@ class Lexicon:
             if len(self.corrected) < _FUZZY_CACHE_MAX:
                 self.corrected[word] = result
             return result
-        if len(close) > 1:
-            close = [c for c in close if (prev, c) in self._bigrams] or close
+        close = [c for c in close if (prev, c) in self._bigrams] or close
         if len(close) > 1:  # 'systolc': 'systolic' or 'systole' mean the same after 'end'
             meanings = {self.entries.get((prev, c)) or self.entries.get((c,)) for c in close}
             if len(meanings) == 1 and None not in meanings:
