@@ -111,7 +111,7 @@ def test_hl7_names_bare_names_and_staff_lines():
         assert kept in out, kept
 
 
-def test_synthetic_reports_of_every_layout_lose_all_planted_phi(tmp_path):
+def test_synthetic_reports_of_every_layout_lose_all_planted_phi():
     from training.synth import LAYOUTS, generate
 
     leaked = []
