@@ -53,11 +53,8 @@ def stability(samples: Sequence[Value]) -> Score:
     return Score(name="stability", value=value, reason=reason)
 
 
-_AGREE = {n: f"all {n} samples agree" for n in range(2, 11)}
-
-
 def stability_parts(samples: Sequence[Value]) -> tuple[float, str]:
-    """(value, reason) of ``stability``; the pipeline builds its models in one validation."""
+    """(value, reason) of ``stability``; the pipeline builds the Score itself."""
     n = len(samples)
     if n < 2:
         return 1.0, "single sample"
@@ -65,7 +62,7 @@ def stability_parts(samples: Sequence[Value]) -> tuple[float, str]:
     # every pair scores exactly 1.0 (NaN != NaN, so NaN samples take the long way: ``count``
     # also counts identical objects, hence ``first == first``)
     if first == first and samples.count(first) == n:
-        return 1.0, _AGREE.get(n) or f"all {n} samples agree"
+        return 1.0, f"all {n} samples agree"
     pairs = [(i, j, pairwise(samples[i], samples[j])) for i in range(n) for j in range(i + 1, n)]
     value = sum(s for _, _, s in pairs) / len(pairs)
     if value >= 1.0:
