@@ -422,7 +422,7 @@ class ForcedDecoder:
         # draws never depends on how branches and drafts were scheduled into forward passes
         generator = [torch.Generator().manual_seed(seed * 1_000_003 + k) for k in range(n)]
         self._hints = {k: [x for x in v if number_done(x)] for k, v in (hints or {}).items()}
-        self._drafted = self._accepted = self._accepted_before = self._steps = 0
+        self._accepted = self._accepted_before = self._steps = 0
         self._taken = float(MIN_DRAFT)
         visible = torch.zeros(n, state.length + 1024, dtype=torch.bool)
         visible[:, : state.length] = True
@@ -439,7 +439,6 @@ class ForcedDecoder:
                 break
             budget = self._draft_budget(len(active))
             work = [self._plan(compiled, b, budget) for b in active]
-            self._drafted += sum(len(f.nodes) for f in work)
             total = sum(len(f.chain) + len(f.nodes) for f in work)
             if length + total > visible.shape[1]:
                 visible = torch.cat([visible, torch.zeros(n, total + 1024, dtype=torch.bool)], 1)
