@@ -15,7 +15,6 @@ with ``parse_model_output`` (fail closed).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import re
@@ -139,7 +138,7 @@ class LocalBackend(ExtractionBackend):
         self._prefix = self.decoder.prefill(self._prefix_ids, room=0)
         self._teacher_ids = self.tokenizer(TEACHER_PREFIX)["input_ids"]
         self._teacher_prefix = self.decoder.prefill(self._teacher_ids, room=0)
-        self._report_state: tuple[str, PromptState] | None = None
+        self._report_state: tuple[str, PromptState, dict[str, list[str]]] | None = None
         self._layout = answer_layout()
 
     def reload(self, adapter: str | None) -> None:
@@ -227,10 +226,11 @@ class LocalBackend(ExtractionBackend):
         assert isinstance(first, Forced)
         with self._lock:
             ids = self.decoder.encode(question) + self.decoder.encode(first.text)
-            state = self.decoder.prefill(ids, self._report(shared).fork(room=len(ids) + n * 16))
+            report, hints = self._report(shared)
+            state = self.decoder.prefill(ids, report.fork(room=len(ids) + n * 16))
             answers = self.decoder.decode(state, layout, n=n, temperature=temperature, top_p=top_p,
                                           seed=self.settings.extraction.seed if seed is None else seed,
-                                          hints=draft_hints(text))
+                                          hints=hints)
         result = []
         for answer in answers:
             try:
@@ -239,10 +239,12 @@ class LocalBackend(ExtractionBackend):
                 result.append(FieldAnswer(None, finished=False, reason=reason(exc)))
         return result
 
-    def _report(self, shared: str) -> PromptState:
-        """KV state of teacher prefix + report, kept while the fields of one report are asked."""
-        digest = hashlib.sha256(shared.encode()).hexdigest()
-        if self._report_state is None or self._report_state[0] != digest:
-            ids = self.decoder.encode(shared[len(TEACHER_PREFIX):])
-            self._report_state = (digest, self.decoder.prefill(ids, self._teacher_prefix.fork(room=len(ids))))
-        return self._report_state[1]
+    def _report(self, shared: str) -> tuple[PromptState, dict[str, list[str]]]:
+        """KV state of teacher prefix + report, and the report's draft hints, kept while the fields
+        of one report are asked."""
+        if self._report_state is None or self._report_state[0] != shared:
+            report = shared[len(TEACHER_PREFIX):]
+            ids = self.decoder.encode(report)
+            state = self.decoder.prefill(ids, self._teacher_prefix.fork(room=len(ids)))
+            self._report_state = (shared, state, draft_hints(report))
+        return self._report_state[1], self._report_state[2]
