@@ -7,9 +7,15 @@ nulls: it is rejected with one of these errors and counted in ``BackendOutput.in
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from schemas.model_output import InvalidModelOutput
+from extraction.backends.base import BackendOutput, Sample
+from extraction.prompt import parse_field_output
+from schemas.model_output import InvalidModelOutput, parse_model_output
+
+T = TypeVar("T")
 
 _WHITESPACE_RUN = re.compile(r"\s{16,}")
 
@@ -44,3 +50,32 @@ class FieldAnswer:
     value: float | str | None
     finished: bool
     reason: str = ""
+
+
+def _text(item):
+    return item
+
+
+def parse_answers(items: Iterable[T], text_of: Callable[[T], str] = _text) -> BackendOutput:
+    """Validate each full answer with ``parse_model_output``; a rejected one goes to ``invalid``."""
+    samples: list[Sample] = []
+    invalid: list[str] = []
+    for item in items:
+        try:
+            values, category = parse_model_output(text_of(item))
+        except InvalidModelOutput as exc:
+            invalid.append(reason(exc))
+            continue
+        samples.append(Sample(values=values, category=category))
+    return BackendOutput(samples=samples, invalid=invalid)
+
+
+def parse_field_answers(items: Iterable[T], key: str, text_of: Callable[[T], str] = _text) -> list[FieldAnswer]:
+    """Validate each one-field answer with ``parse_field_output``; a rejected one is unfinished."""
+    answers = []
+    for item in items:
+        try:
+            answers.append(FieldAnswer(parse_field_output(text_of(item), key), finished=True))
+        except InvalidModelOutput as exc:
+            answers.append(FieldAnswer(None, finished=False, reason=reason(exc)))
+    return answers

@@ -23,15 +23,15 @@ from pathlib import Path
 from typing import Literal
 
 from cmrx.logs import get_logger
-from extraction.backends.answers import FieldAnswer, reason
-from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend, Sample
+from extraction.backends.answers import FieldAnswer, parse_answers, parse_field_answers
+from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend
 from extraction.backends.forced_decoding import ForcedDecoder, PromptState
 from extraction.normalize import parse_number
 from extraction.prompt import (PREFIX, TEACHER_PREFIX, Forced, answer_layout, build_prompt, field_layout,
-                               field_prompt_parts, format_number, parse_field_output)
+                               field_prompt_parts, format_number)
 from schemas.catalog import CATALOG
 from schemas.messages import ModelInfo
-from schemas.model_output import InvalidModelOutput, model_output_schema, parse_model_output
+from schemas.model_output import model_output_schema
 
 log = get_logger(__name__)
 
@@ -175,17 +175,10 @@ class LocalBackend(ExtractionBackend):
                 texts = self._generate(build_prompt(text), n, temperature, top_p)
             else:
                 texts = self._forced(text, n, temperature, top_p)
-        samples, invalid = [], []
-        for answer in texts:
-            try:
-                values, category = parse_model_output(answer)
-            except InvalidModelOutput as exc:
-                invalid.append(reason(exc))
-                continue
-            samples.append(Sample(values=values, category=category))
-        if invalid:
-            log.warning("local answers rejected", rejected=len(invalid), first=invalid[0][:200])
-        return BackendOutput(samples=samples, invalid=invalid)
+        output = parse_answers(texts)
+        if output.invalid:
+            log.warning("local answers rejected", rejected=len(output.invalid), first=output.invalid[0][:200])
+        return output
 
     def _forced(self, text: str, n: int, temperature: float, top_p: float) -> list[str]:
         first = self._layout[0]
@@ -231,13 +224,7 @@ class LocalBackend(ExtractionBackend):
             answers = self.decoder.decode(state, layout, n=n, temperature=temperature, top_p=top_p,
                                           seed=self.settings.extraction.seed if seed is None else seed,
                                           hints=hints)
-        result = []
-        for answer in answers:
-            try:
-                result.append(FieldAnswer(parse_field_output(answer.text, key), finished=True))
-            except InvalidModelOutput as exc:
-                result.append(FieldAnswer(None, finished=False, reason=reason(exc)))
-        return result
+        return parse_field_answers((a.text for a in answers), key)
 
     def _report(self, shared: str) -> tuple[PromptState, dict[str, list[str]]]:
         """KV state of teacher prefix + report, and the report's draft hints, kept while the fields

@@ -25,11 +25,12 @@ from typing import Any
 import httpx
 
 from cmrx.logs import get_logger
-from extraction.backends.answers import FieldAnswer, TruncatedAnswer, check_whitespace, reason
-from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend, Sample
-from extraction.prompt import build_field_prompt, build_prompt, field_output_schema, parse_field_output
+from extraction.backends.answers import (FieldAnswer, TruncatedAnswer, check_whitespace, parse_answers,
+                                        parse_field_answers)
+from extraction.backends.base import BackendError, BackendOutput, ExtractionBackend
+from extraction.prompt import build_field_prompt, build_prompt, field_output_schema
 from schemas.messages import ModelInfo
-from schemas.model_output import InvalidModelOutput, model_output_schema, parse_model_output
+from schemas.model_output import model_output_schema
 
 log = get_logger(__name__)
 
@@ -84,19 +85,11 @@ class VLLMBackend(ExtractionBackend):
     async def aextract(self, text: str, *, n_samples: int, client: httpx.AsyncClient | None = None) -> BackendOutput:
         body = self.request_body(build_prompt(text), self._schema, max_tokens=self.settings.llm.max_new_tokens,
                                  **self.sampling(n_samples))
-        choices = await self._post(body, client)
-        samples: list[Sample] = []
-        invalid: list[str] = []
-        for choice in choices:
-            try:
-                values, category = parse_model_output(_checked_text(choice))
-            except InvalidModelOutput as exc:
-                invalid.append(reason(exc))
-                continue
-            samples.append(Sample(values=values, category=category))
-        if invalid:
-            log.warning("vllm answers rejected", rejected=len(invalid), valid=len(samples), first=invalid[0][:200])
-        return BackendOutput(samples=samples, invalid=invalid)
+        output = parse_answers(await self._post(body, client), _checked_text)
+        if output.invalid:
+            log.warning("vllm answers rejected", rejected=len(output.invalid), valid=len(output.samples),
+                        first=output.invalid[0][:200])
+        return output
 
     async def aextract_many(self, texts: Sequence[str], *, n_samples: int) -> list[BackendOutput | BackendError]:
         """Many reports over one connection pool, at most ``llm.concurrency`` in flight."""
@@ -120,13 +113,7 @@ class VLLMBackend(ExtractionBackend):
         sampling = {"n": n, "temperature": temperature, "top_p": top_p, "seed": seed}
         body = self.request_body(build_field_prompt(text, key), field_output_schema(key), max_tokens=FIELD_MAX_TOKENS,
                                  **{k: v for k, v in sampling.items() if v is not None})
-        answers = []
-        for choice in await self._post(body, client):
-            try:
-                answers.append(FieldAnswer(parse_field_output(_checked_text(choice), key), finished=True))
-            except InvalidModelOutput as exc:
-                answers.append(FieldAnswer(None, finished=False, reason=reason(exc)))
-        return answers
+        return parse_field_answers(await self._post(body, client), key, _checked_text)
 
     def complete_field(self, text: str, key: str, *, n: int, temperature: float, top_p: float,
                        seed: int | None = None) -> list[FieldAnswer]:
