@@ -9,32 +9,44 @@ Only codes, numbers and identifiers go in: no report text, no evidence spans.
 
 Validation, and why it is cheap: every Bundle is validated with the fhir.resources R4B models
 before it is returned, but not by building ~350 pydantic models per Bundle (about 20 ms of CPU,
-the largest cost of a message). The Bundle is split into its header and its entries. In each part
-the values that change from report to report (ids, fullUrls, identifier values, references,
-decimals, instants; ``_VARIABLE_PATHS``) are replaced by placeholders of the same FHIR type, and
-that template is validated once with ``Bundle.model_validate`` (the whole R4B model: structure,
-cardinality, choice types, every constant code, system and display). Later Bundles with the same
-template only validate their variable values, each with the pydantic type fhir.resources declares
-for that element (``Instant``, ``Decimal``, ``String``, ``Uri``, ``Id`` ...: FHIR's primitive
-rules as fhir.resources implements them). A placeholder is present exactly where a value is, and
+the largest cost of a message). Each part of a Bundle (its header, each entry with its resource)
+is written by one builder from a few named variables: the values that change from report to
+report (ids, fullUrls, identifier values, references, decimals, instants). Everything else is
+decided by the part's kind (field key, subject present or not, category value, number of
+Provenance targets) and the module's constants. The first time a kind is seen its builder is run
+twice: once with a placeholder of the right FHIR type in every variable (the type is read from
+the fhir.resources model at the variable's path), and that template, with the header, is
+validated with ``Bundle.model_validate`` (the whole R4B model: structure, cardinality, choice
+types, every constant code, system and display) and the required bindings below; once with a
+unique marker in every variable, serialized with orjson and cut at the markers into byte
+fragments. A Bundle is then the fragments with its own variable values, each serialized with
+orjson, in between: the same bytes as ``orjson.dumps`` of the builders' dict (JSON serialization
+of a dict is the serialization of its keys and values, in order). Each variable value is validated
+with the pydantic type fhir.resources declares for its element (``Instant``, ``Decimal``,
+``String``, ``Uri``, ``Id`` ...: FHIR's primitive rules as fhir.resources implements them), all
+the values of one type in one call; a number that passed before is not checked again (the check
+is a pure function of the value). A placeholder is present exactly where a value is, and
 fhir.resources has no rule that ties one primitive's value to another's, so this accepts exactly
 what a full validation accepts. The fast path only ever accepts: anything it cannot prove valid (a
-new template, a value of the wrong kind, a null) is validated in full with fhir.resources, whose
-verdict and error message stand. Two rules fhir.resources does not check are added: a ``urn:uuid``
-reference must name an entry of the Bundle, and the codes of required bindings that we write
-(Observation.status, Bundle.type, request.method) must be in their value sets.
+template that failed, a value that failed) is built as a dict and validated in full with
+fhir.resources, whose verdict and error message stand. Two rules fhir.resources does not check are
+added: a ``urn:uuid`` reference must name an entry of the Bundle, and the codes of required
+bindings that we write (Observation.status, Bundle.type, request.method) must be in their value
+sets.
 """
 
 from __future__ import annotations
 
-import marshal
+import hashlib
 import math
 import threading
 import types
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
+
+import orjson
 
 from consumer.codecs import PROJECT_URL, REPORT_IDENTIFIER_SYSTEM
 from schemas.catalog import CATALOG
@@ -63,172 +75,56 @@ class MappingError(ValueError):
 
 
 def build_bundle(record: ExtractionRecord) -> dict[str, Any]:
-    """One transaction Bundle for one record (see module docstring); validated with the
-    fhir.resources R4B models before it is returned. A record with nothing to publish gives a
-    Bundle without entries (FHIR forbids empty arrays), which callers may skip."""
-    effective = _instant(record.effective_time or record.extracted_at)
-    issued = _instant(record.extracted_at)
-    entries: list[dict[str, Any]] = []
-    # The shape of each entry built here, apart from its variable values (see _VARIABLE_PATHS):
-    # the same shape always gives the same template, so its key is looked up, not recomputed.
-    kinds: list[tuple] = []
-    has_subject = bool(record.subject_reference)
-    for result in record.fields:
-        if result.route == "publish" and result.value is not None:
-            entries.append(_entry(record, result.key, _field_observation(record, result, effective, issued)))
-            kinds.append(("field", result.key, has_subject))
-    category = record.category
-    if category.route == "publish" and category.value is not None:
-        entries.append(_entry(record, CATEGORY_KEY, _category_observation(record, effective, issued)))
-        kinds.append(("category", category.value, has_subject))
-    if entries:
-        provenance_url, provenance = _provenance(record, [e["fullUrl"] for e in entries], issued)
-        entries.append({"fullUrl": provenance_url, "resource": provenance, "request": {"method": "PUT", "url": f"Provenance/{provenance['id']}"}})
-        kinds.append(("provenance", len(entries) - 1))
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "identifier": {"system": f"{PROJECT_URL}/extraction", "value": record.report_id},
-        "type": "transaction",
-        "timestamp": issued,
-    }
-    if entries:
-        bundle["entry"] = entries
-    _validate(bundle, (_shape(), kinds))
-    return bundle
+    """One transaction Bundle for one record, as a dict (see ``render_bundle``)."""
+    return orjson.loads(render_bundle(record)[0])
 
 
-# Everything besides a kind that decides the shape of what build_bundle builds: the module's
-# constants and builders. Replacing one (a patch, a reload) makes a new shape, so entries are
-# masked and their templates validated again instead of trusting keys learned before.
-_SHAPE_NAMES = (
-    "AI_ASSERTED", "CATALOG", "UCUM_SYSTEM", "LOINC_SYSTEM", "OBSERVATION_CATEGORY_SYSTEM",
-    "OBSERVATION_CATEGORY_DISPLAY", "SECURITY_SYSTEM", "PROVENANCE_AGENT_TYPE_SYSTEM", "DATA_OPERATION_SYSTEM",
-    "FIELD_IDENTIFIER_SYSTEM", "SOFTWARE_IDENTIFIER_SYSTEM", "CONFIDENCE_EXTENSION", "CATEGORY_KEY", "CATEGORY_DISPLAY",
-    "PROJECT_URL", "REPORT_IDENTIFIER_SYSTEM", "_QUOTED_FIELD_SYSTEM", "_entry", "_common", "_field_observation",
-    "_category_observation", "_subject_and_times", "_provenance", "field_identifier", "observation_full_url",
-)
-
-
-def _shape() -> tuple[int, ...]:
-    names = globals()
-    return tuple(id(names[name]) for name in _SHAPE_NAMES)
-
-
-def warm_up() -> None:
-    """Validate the templates of every field, the category and the Provenance once, at start-up,
-    so the first reports do not pay for it (about a second under load)."""
-    from schemas.messages import CategoryResult, ModelInfo
-
-    fields = [FieldResult(key=spec.key, value=1.0, unit=spec.unit, samples=[1.0], scores=[], confidence=1.0, route="publish")
-              for spec in CATALOG.fields]
-    category = CategoryResult(value=CATALOG.categories[0].key, samples=[], confidence=1.0, route="publish")
-    record = ExtractionRecord(report_id="warm-up", subject_reference="Patient/warm-up", source_format="text",
-                              deidentified_text="", fields=fields, category=category,
-                              model=ModelInfo(backend="warm-up"), combiner="published", threshold=0.7, seconds=0.0)
-    build_bundle(record.model_copy(update={"subject_reference": None}))
-    for count in range(len(fields), -1, -1):  # a Provenance template per number of targets
-        build_bundle(record.model_copy(update={"fields": fields[:count]}))
+def render_bundle(record: ExtractionRecord) -> tuple[bytes, int]:
+    """One transaction Bundle for one record as compact JSON (the bytes ``orjson.dumps`` gives
+    for it), validated with the fhir.resources R4B models first (module docstring), and its
+    number of entries. A record with nothing to publish gives a Bundle without entries (FHIR
+    forbids empty arrays), which callers may skip."""
+    return _RENDERER.render(record)
 
 
 def observation_full_url(report_id: str, key: str) -> str:
     """Deterministic ``urn:uuid`` of the Observation of ``key`` in report ``report_id``."""
-    return f"urn:uuid:{uuid.uuid5(_NAMESPACE, f'{report_id}/{key}')}"
+    return "urn:uuid:" + _uuid5(f"{report_id}/{key}")
 
 
 def field_identifier(report_id: str, key: str) -> dict[str, str]:
     return {"system": FIELD_IDENTIFIER_SYSTEM, "value": f"{report_id}/{key}"}
 
 
-def _entry(record: ExtractionRecord, key: str, resource: dict[str, Any]) -> dict[str, Any]:
-    condition = f"identifier={_QUOTED_FIELD_SYSTEM}|{quote(_search_escape(f'{record.report_id}/{key}'), safe='/')}"
-    return {
-        "fullUrl": observation_full_url(record.report_id, key),
-        "resource": resource,
-        "request": {"method": "POST", "url": "Observation", "ifNoneExist": condition},
-    }
+_NAMESPACE_SHA1 = hashlib.sha1(_NAMESPACE.bytes)
 
 
-_QUOTED_FIELD_SYSTEM = quote(FIELD_IDENTIFIER_SYSTEM, safe=":/")
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))`` without the UUID object (the namespace is hashed once)."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(name.encode("utf-8"))
+    raw = bytearray(digest.digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _search_escape(value: str) -> str:
     """FHIR search escaping of a token value: backslash before \\ | , $."""
     for char in ("\\", "|", ",", "$"):
-        value = value.replace(char, "\\" + char)
+        if char in value:
+            value = value.replace(char, "\\" + char)
     return value
 
 
-def _common(record: ExtractionRecord, key: str, confidence: float, fhir_category: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "meta": {"security": [dict(AI_ASSERTED)]},
-        "extension": [{"url": CONFIDENCE_EXTENSION, "valueDecimal": round(float(confidence), 4)}],
-        "identifier": [field_identifier(record.report_id, key)],
-        "status": "preliminary",
-        "category": [
-            {"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": fhir_category, "display": OBSERVATION_CATEGORY_DISPLAY[fhir_category]}]}
-        ],
-    }
+def _condition_part(value: str) -> str:
+    """One part of an ``ifNoneExist`` token value, search-escaped and percent-encoded. Both are
+    per character and leave ``/`` alone, so ``part(a) + "/" + part(b) == part(a + "/" + b)``."""
+    return quote(_search_escape(value), safe="/")
 
 
-def _field_observation(record: ExtractionRecord, result: FieldResult, effective: str, issued: str) -> dict[str, Any]:
-    try:
-        spec = CATALOG.field(result.key)
-    except KeyError:
-        raise MappingError(f"field {result.key!r} is not in the catalog") from None
-    value = float(result.value)  # type: ignore[arg-type]  # published values are not None
-    if not math.isfinite(value):
-        raise MappingError(f"field {result.key}: value is not a finite number")
-    coding = [{"system": LOINC_SYSTEM, "code": spec.loinc.code, "display": spec.loinc.display}] if spec.loinc else []
-    coding.append({"system": CATALOG.code_system, "code": spec.key, "display": spec.meaning})
-    resource = _common(record, spec.key, result.confidence, spec.fhir_category)
-    resource["code"] = {"coding": coding, "text": spec.meaning}
-    _subject_and_times(resource, record, effective, issued)
-    resource["valueQuantity"] = {"value": value, "unit": spec.unit, "system": UCUM_SYSTEM, "code": spec.ucum}
-    return resource
-
-
-def _category_observation(record: ExtractionRecord, effective: str, issued: str) -> dict[str, Any]:
-    value = record.category.value
-    spec = next((c for c in CATALOG.categories if c.key == value), None)
-    if spec is None:
-        raise MappingError(f"category {value!r} is not in the catalog")
-    resource = _common(record, CATEGORY_KEY, record.category.confidence, "imaging")
-    resource["code"] = {"coding": [{"system": CATALOG.code_system, "code": CATEGORY_KEY, "display": CATEGORY_DISPLAY}], "text": CATEGORY_DISPLAY}
-    _subject_and_times(resource, record, effective, issued)
-    resource["valueCodeableConcept"] = {"coding": [{"system": CATALOG.category_code_system, "code": spec.key, "display": spec.display}], "text": spec.display}
-    return resource
-
-
-def _subject_and_times(resource: dict[str, Any], record: ExtractionRecord, effective: str, issued: str) -> None:
-    if record.subject_reference:
-        resource["subject"] = {"reference": record.subject_reference}
-    resource["effectiveDateTime"] = effective
-    resource["issued"] = issued
-
-
-def _provenance(record: ExtractionRecord, targets: list[str], recorded: str) -> tuple[str, dict[str, Any]]:
-    """Provenance of the whole extraction. Its id includes the model identity so a re-extraction by
-    another model adds a Provenance instead of rewriting the earlier one (PUT keeps replays idempotent)."""
-    model = record.model
-    software = "/".join([model.backend, model.model or "-", model.adapter or "-"])
-    provenance_id = str(uuid.uuid5(_NAMESPACE, f"{record.report_id}/Provenance/{software}"))
-    described = f"cmrx extractor: backend {model.backend}, model {model.model or 'none'}, adapter {model.adapter or 'none'}"
-    resource = {
-        "resourceType": "Provenance",
-        "id": provenance_id,
-        "target": [{"reference": url} for url in targets],
-        "recorded": recorded,
-        "activity": {"coding": [{"system": DATA_OPERATION_SYSTEM, "code": "CREATE", "display": "create"}]},
-        "agent": [
-            {
-                "type": {"coding": [{"system": PROVENANCE_AGENT_TYPE_SYSTEM, "code": "assembler", "display": "Assembler"}]},
-                "who": {"identifier": {"system": SOFTWARE_IDENTIFIER_SYSTEM, "value": software}, "display": described},
-            }
-        ],
-        "entity": [{"role": "source", "what": {"identifier": {"system": REPORT_IDENTIFIER_SYSTEM, "value": record.report_id}}}],
-    }
-    return f"urn:uuid:{provenance_id}", resource
+_QUOTED_FIELD_SYSTEM = quote(FIELD_IDENTIFIER_SYSTEM, safe=":/")
 
 
 def _instant(value: datetime) -> str:
@@ -238,13 +134,175 @@ def _instant(value: datetime) -> str:
     return value.isoformat()
 
 
-def _validate(bundle: dict[str, Any], kinds: tuple[tuple, list[tuple]] | None = None) -> None:
-    """fhir.resources R4B validation of the Bundle (see the module docstring), plus the references
-    and required bindings fhir.resources leaves unchecked. Raises MappingError. ``kinds`` (from
-    ``build_bundle`` only) names the module's shape and each entry's kind: see
-    ``_TemplateValidator.fast_valid``."""
-    if not _VALIDATOR.fast_valid(bundle, kinds):
-        _full_validation(bundle)
+# ------------------------------------------------------------------------------------- builders
+# Each builder writes one part of the Bundle from ``v``, its variable values by name (each name
+# once). What is not in ``v`` is decided by the part's kind and the module's constants.
+
+
+def _header(v: dict[str, Any], entries: Any) -> dict[str, Any]:
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "identifier": {"system": f"{PROJECT_URL}/extraction", "value": v["bundle_id"]},
+        "type": "transaction",
+        "timestamp": v["timestamp"],
+    }
+    if entries is not None:
+        bundle["entry"] = entries
+    return bundle
+
+
+def _observation(key: str, fhir_category: str, has_subject: bool, v: dict[str, Any],
+                 code: dict[str, Any], value: tuple[str, Any]) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "meta": {"security": [dict(AI_ASSERTED)]},
+        "extension": [{"url": CONFIDENCE_EXTENSION, "valueDecimal": v["confidence"]}],
+        "identifier": [{"system": FIELD_IDENTIFIER_SYSTEM, "value": v["identifier"]}],
+        "status": "preliminary",
+        "category": [
+            {"coding": [{"system": OBSERVATION_CATEGORY_SYSTEM, "code": fhir_category, "display": OBSERVATION_CATEGORY_DISPLAY[fhir_category]}]}
+        ],
+        "code": code,
+    }
+    if has_subject:
+        resource["subject"] = {"reference": v["subject"]}
+    resource["effectiveDateTime"] = v["effective"]
+    resource["issued"] = v["issued"]
+    resource[value[0]] = value[1]
+    return {
+        "fullUrl": v["full_url"],
+        "resource": resource,
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": v["condition"]},
+    }
+
+
+def _field_entry(kind: tuple, v: dict[str, Any]) -> dict[str, Any]:
+    _, key, has_subject = kind
+    spec = CATALOG.field(key)
+    coding = [{"system": LOINC_SYSTEM, "code": spec.loinc.code, "display": spec.loinc.display}] if spec.loinc else []
+    coding.append({"system": CATALOG.code_system, "code": spec.key, "display": spec.meaning})
+    quantity = {"value": v["value"], "unit": spec.unit, "system": UCUM_SYSTEM, "code": spec.ucum}
+    return _observation(spec.key, spec.fhir_category, has_subject, v, {"coding": coding, "text": spec.meaning},
+                        ("valueQuantity", quantity))
+
+
+def _category_entry(kind: tuple, v: dict[str, Any]) -> dict[str, Any]:
+    _, value, has_subject = kind
+    spec = _category_spec(value)
+    code = {"coding": [{"system": CATALOG.code_system, "code": CATEGORY_KEY, "display": CATEGORY_DISPLAY}], "text": CATEGORY_DISPLAY}
+    concept = {"coding": [{"system": CATALOG.category_code_system, "code": spec.key, "display": spec.display}], "text": spec.display}
+    return _observation(CATEGORY_KEY, "imaging", has_subject, v, code, ("valueCodeableConcept", concept))
+
+
+def _provenance_entry(kind: tuple, v: dict[str, Any]) -> dict[str, Any]:
+    """Provenance of the whole extraction. Its id includes the model identity so a re-extraction by
+    another model adds a Provenance instead of rewriting the earlier one (PUT keeps replays idempotent)."""
+    _, targets = kind
+    resource = {
+        "resourceType": "Provenance",
+        "id": v["provenance_id"],
+        "target": [{"reference": v[f"target{index}"]} for index in range(targets)],
+        "recorded": v["recorded"],
+        "activity": {"coding": [{"system": DATA_OPERATION_SYSTEM, "code": "CREATE", "display": "create"}]},
+        "agent": [
+            {
+                "type": {"coding": [{"system": PROVENANCE_AGENT_TYPE_SYSTEM, "code": "assembler", "display": "Assembler"}]},
+                "who": {"identifier": {"system": SOFTWARE_IDENTIFIER_SYSTEM, "value": v["software"]}, "display": v["described"]},
+            }
+        ],
+        "entity": [{"role": "source", "what": {"identifier": {"system": REPORT_IDENTIFIER_SYSTEM, "value": v["source_id"]}}}],
+    }
+    return {"fullUrl": v["provenance_url"], "resource": resource, "request": {"method": "PUT", "url": v["provenance_path"]}}
+
+
+_BUILDERS: dict[str, Callable[[tuple, dict[str, Any]], dict[str, Any]]] = {
+    "field": _field_entry, "category": _category_entry, "provenance": _provenance_entry,
+}
+
+
+def _category_spec(value: Any) -> Any:
+    spec = next((c for c in CATALOG.categories if c.key == value), None)
+    if spec is None:
+        raise MappingError(f"category {value!r} is not in the catalog")
+    return spec
+
+
+# --------------------------------------------------------------------------- the record's values
+
+
+def _parts(record: ExtractionRecord) -> tuple[dict[str, Any], dict[str, Any], list[tuple[tuple, dict[str, Any]]]]:
+    """(the Bundle's own variables, the variables every Observation shares, [(kind, the entry's
+    own variables)]). Raises MappingError for an unknown field or category or a non-finite value."""
+    report_id = record.report_id
+    issued = _instant(record.extracted_at)
+    has_subject = bool(record.subject_reference)
+    shared: dict[str, Any] = {"effective": _instant(record.effective_time or record.extracted_at), "issued": issued}
+    if has_subject:
+        shared["subject"] = record.subject_reference
+    condition = f"identifier={_QUOTED_FIELD_SYSTEM}|{_condition_part(report_id)}/"
+    entries: list[tuple[tuple, dict[str, Any]]] = []
+    for result in record.fields:
+        if result.route == "publish" and result.value is not None:
+            key = result.key
+            try:
+                CATALOG.field(key)
+            except KeyError:
+                raise MappingError(f"field {key!r} is not in the catalog") from None
+            value = float(result.value)
+            if not math.isfinite(value):
+                raise MappingError(f"field {key}: value is not a finite number")
+            entries.append((("field", key, has_subject), _observation_values(report_id, key, condition, result.confidence, value)))
+    category = record.category
+    if category.route == "publish" and category.value is not None:
+        _category_spec(category.value)
+        entries.append((("category", category.value, has_subject),
+                        _observation_values(report_id, CATEGORY_KEY, condition, category.confidence, None)))
+    if entries:
+        model = record.model
+        software = "/".join([model.backend, model.model or "-", model.adapter or "-"])
+        provenance_id = _uuid5(f"{report_id}/Provenance/{software}")
+        provenance = {
+            "provenance_url": f"urn:uuid:{provenance_id}", "provenance_path": f"Provenance/{provenance_id}",
+            "provenance_id": provenance_id, "recorded": issued, "software": software,
+            "described": f"cmrx extractor: backend {model.backend}, model {model.model or 'none'}, adapter {model.adapter or 'none'}",
+            "source_id": report_id,
+        }
+        for index, (_, values) in enumerate(entries):
+            provenance[f"target{index}"] = values["full_url"]
+        entries.append((("provenance", len(entries)), provenance))
+    return {"bundle_id": report_id, "timestamp": issued}, shared, entries
+
+
+def _observation_values(report_id: str, key: str, condition: str, confidence: float, value: float | None) -> dict[str, Any]:
+    name = f"{report_id}/{key}"
+    values = {
+        "full_url": "urn:uuid:" + _uuid5(name),
+        "condition": condition + _KEY_CONDITION.get(key, key),
+        "confidence": round(float(confidence), 4),
+        "identifier": name,
+    }
+    if value is not None:
+        values["value"] = value
+    return values
+
+
+# Field keys as they go into a condition (search-escaped, percent-encoded): catalog keys, so fixed.
+_KEY_CONDITION = {key: _condition_part(key) for key in [*CATALOG.keys, CATEGORY_KEY]}
+
+
+def _bundle_dict(header: dict[str, Any], shared: dict[str, Any], entries: list[tuple[tuple, dict[str, Any]]]) -> dict[str, Any]:
+    """The Bundle as a dict, written by the builders alone (the full-validation path)."""
+    built = [_BUILDERS[kind[0]](kind, shared | values if kind[0] != "provenance" else values) for kind, values in entries]
+    return _header(header, built or None)
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+def _validate(bundle: dict[str, Any]) -> None:
+    """Full fhir.resources R4B validation of a Bundle dict plus the references and required
+    bindings fhir.resources leaves unchecked (module docstring). Raises MappingError."""
+    _full_validation(bundle)
     _check_references(bundle)
 
 
@@ -258,25 +316,10 @@ def _full_validation(bundle: dict[str, Any]) -> None:
         Bundle.model_validate(bundle)
     except ValidationError as exc:
         raise MappingError(f"Bundle failed FHIR R4B validation: {validation_summary(exc)}") from None
-    for part, owner in _parts(bundle):
+    for part, owner in _owned_parts(bundle):
         _check_bindings(part, owner)
 
 
-# Where the values that change from one report to the next live, per part of the Bundle ("*" is
-# every item of a list). Anything not listed is part of the template: a value that changed there
-# would only make a new template, validated in full, never skip a check.
-_VARIABLE_PATHS: dict[str, tuple[tuple[str | int, ...], ...]] = {
-    "Bundle": (("identifier", "value"), ("timestamp",)),
-    "BundleEntry": (("fullUrl",), ("request", "url"), ("request", "ifNoneExist")),
-    "Observation": (
-        ("extension", 0, "valueDecimal"), ("identifier", 0, "value"), ("subject", "reference"),
-        ("effectiveDateTime",), ("issued",), ("valueQuantity", "value"),
-    ),
-    "Provenance": (
-        ("id",), ("target", "*", "reference"), ("recorded",), ("entity", 0, "what", "identifier", "value"),
-        ("agent", 0, "who", "identifier", "value"), ("agent", 0, "who", "display"),
-    ),
-}
 # Required bindings of the codes written here (FHIR R4B value sets); fhir.resources checks only
 # that a code is a well-formed token.
 _REQUIRED_CODES: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {
@@ -286,19 +329,14 @@ _REQUIRED_CODES: dict[tuple[str, tuple[str, ...]], frozenset[str]] = {
     ("Observation", ("status",)): frozenset({"registered", "preliminary", "final", "amended", "corrected",
                                              "cancelled", "entered-in-error", "unknown"}),
 }
-# A valid value of each FHIR primitive type used in a variable path, put in the template instead.
+# A valid value of each FHIR primitive type a variable can have, put in the validated template.
 _PLACEHOLDERS: dict[str, Any] = {
     "string": "x", "uri": "urn:x", "url": "urn:x", "canonical": "urn:x", "id": "x", "code": "x",
     "decimal": 0.5, "instant": "2000-01-01T00:00:00+00:00", "dateTime": "2000-01-01T00:00:00+00:00",
 }
-_MAX_TEMPLATES = 4096
-# (path, the steps to its parent or None when a step is "*", the last step), per owner
-_PATH_STEPS = {owner: [(path, None if "*" in path else path[:-1], path[-1]) for path in paths]
-               for owner, paths in _VARIABLE_PATHS.items()}
 
 
-
-def _parts(bundle: dict[str, Any]):
+def _owned_parts(bundle: dict[str, Any]):
     """(part, owner type): the header (without entries), each entry (without its resource) and
     each entry's resource."""
     yield {k: v for k, v in bundle.items() if k != "entry"}, "Bundle"
@@ -333,198 +371,259 @@ def _check_references(bundle: dict[str, Any]) -> None:
                 raise MappingError(f"entry.{index}.resource.target: reference to an entry not in the Bundle")
 
 
-class _TemplateValidator:
-    """Validated templates and the fhir.resources type of each variable path (module docstring)."""
+# ------------------------------------------------------------------------ templates and rendering
 
-    def __init__(self) -> None:
-        self._templates: set[bytes] = set()
-        self._types: dict[tuple[str, tuple[str | int, ...]], tuple[Any, Any]] = {}
-        # per shape of the module, the template key of each entry kind build_bundle names, once
-        # its template was validated
-        self._kind_keys: dict[tuple, dict[tuple, bytes]] = {}
-        self._lock = threading.Lock()
+# Everything besides a kind that decides what the builders write: the module's constants and
+# builders. Replacing one (a patch, a reload) makes a new shape, so every template is validated
+# again instead of trusting templates learned before.
+_SHAPE_NAMES = (
+    "AI_ASSERTED", "CATALOG", "UCUM_SYSTEM", "LOINC_SYSTEM", "OBSERVATION_CATEGORY_SYSTEM",
+    "OBSERVATION_CATEGORY_DISPLAY", "SECURITY_SYSTEM", "PROVENANCE_AGENT_TYPE_SYSTEM", "DATA_OPERATION_SYSTEM",
+    "FIELD_IDENTIFIER_SYSTEM", "SOFTWARE_IDENTIFIER_SYSTEM", "CONFIDENCE_EXTENSION", "CATEGORY_KEY", "CATEGORY_DISPLAY",
+    "PROJECT_URL", "REPORT_IDENTIFIER_SYSTEM", "_QUOTED_FIELD_SYSTEM", "_KEY_CONDITION", "_header", "_observation",
+    "_field_entry", "_category_entry", "_provenance_entry", "_BUILDERS", "_category_spec", "_parts",
+    "_observation_values", "_condition_part", "_search_escape", "_uuid5", "_instant",
+)
+_MAX_TEMPLATES = 4096
+_MAX_CHECKED = 65536  # numbers whose check passed, per type
+_MARK = "\x00cmrx:{}\x00"
+_ENTRIES = "entries"
 
-    def fast_valid(self, bundle: dict[str, Any], shaped: tuple[tuple, list[tuple]] | None = None) -> bool:
-        """True when the Bundle is proven valid; False means 'validate it in full', not 'invalid'.
 
-        ``shaped``: only from ``build_bundle``: (the module's shape, a kind per entry), which
-        together name everything that decides an entry's template (the builders and constants,
-        field key, subject present, number of Provenance targets): an entry whose kind was seen
-        has its template key looked up and only its variable values read, instead of masking and
-        serializing it again. Its template must still be in the validated set."""
-        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
-            return False
-        entries = bundle.get("entry")
-        if entries is not None and not (isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries)):
-            return False
-        kinds = known = None
-        if shaped is not None and len(shaped[1]) == len(entries or ()):
-            shape, kinds = shaped
-            known = self._kind_keys.get(shape) or {}
-        values: dict[tuple[int, type, Any], tuple[Any, Any]] = {}
-        header_part = {k: v for k, v in bundle.items() if k != "entry"}
-        header = known.get(("header",)) if known else None
-        if header is not None:
-            if not self._collect(header_part, (), values):
-                return False
-        else:
-            header = self._template_key(header_part, (), values)
-        if header is None:
-            return False
-        missing = []
-        learned: list[tuple[tuple, bytes]] = []
-        for index, entry in enumerate(entries or ()):
-            resource = entry.get("resource")
-            if not isinstance(resource, dict) or resource.get("resourceType") not in _VARIABLE_PATHS:
-                return False
-            kind = kinds[index] if kinds is not None else None
-            key = known.get(kind) if known else None
-            if key is not None:
-                if not self._collect(entry, (resource,), values):
-                    return False
-            else:
-                key = self._template_key(entry, (resource,), values)
-                if key is None:
-                    return False
-                if kind is not None:
-                    learned.append((kind, key))
-            if header + key not in self._templates:
-                missing.append(key)
-        if not entries and header not in self._templates:
-            missing.append(b"")
-        for adapter, value in values.values():
-            try:
-                adapter.validate_python(value)
-            except Exception:  # noqa: BLE001 - any failure: let the full validation decide and explain
-                return False
-        for key in missing:
-            # A key is its template: marshal.loads gives back the masked value exactly.
-            template = marshal.loads(header)
-            if key:
-                template["entry"] = [marshal.loads(key)]
-            try:
-                _full_validation(template)
-            except MappingError:
-                return False  # invalid: the full validation of the Bundle itself says where
-            with self._lock:
-                if len(self._templates) >= _MAX_TEMPLATES:
-                    self._templates.clear()
-                self._templates.add(header + key)
-        if kinds is not None and (learned or not known):
-            with self._lock:  # every template of this Bundle is now in the validated set
-                if len(self._kind_keys) >= 8:  # shapes: one in production
-                    self._kind_keys.clear()
-                mine = self._kind_keys.setdefault(shape, {})
-                if len(mine) >= _MAX_TEMPLATES:
-                    mine.clear()
-                mine[("header",)] = header
-                mine.update(learned)
-        return True
+def _shape() -> tuple[int, ...]:
+    names = globals()
+    return tuple(id(names[name]) for name in _SHAPE_NAMES)
 
-    def _collect(self, part: dict[str, Any], resources: tuple, values: dict, undo: list | None = None) -> bool:
-        """The variable values of ``part`` (the Bundle header, or an entry with its resource), with
-        the validator of their type, into ``values``; with ``undo``, each is also replaced by a
-        placeholder of its FHIR type (recorded in ``undo``). False: not fast-path material."""
-        owners = [(part, "BundleEntry" if resources else "Bundle")] + [(r, r["resourceType"]) for r in resources]
-        types = self._types
-        for root, owner in owners:
-            for path, parents, last in _PATH_STEPS[owner]:
-                if parents is None:  # a path through every item of a list
-                    if not self._mask(root, path, owner, path, values, undo):
-                        return False
-                    continue
-                node = root
-                try:
-                    for step in parents:
-                        node = node[step]
-                    value = node[last]
-                except (KeyError, IndexError):
-                    continue  # absent: nothing to mask
-                except TypeError:
-                    return False
-                if value is None or isinstance(value, (dict, list)):
-                    return False
-                adapter, placeholder = types.get((owner, path)) or self._type(owner, path)
-                values[(id(adapter), type(value), value)] = (adapter, value)
-                if undo is not None:
-                    undo.append((node, last, value))
-                    node[last] = placeholder
-        return True
 
-    def _template_key(self, part: dict[str, Any], resources: tuple, values: dict) -> bytes | None:
-        """``part`` with each variable value replaced by a placeholder of its FHIR type, serialized
-        with marshal: fast and type-exact (equal bytes mean equal values, so a key can only miss,
-        never confuse two templates). The placeholders are put in place and taken out again. The
-        values go to ``values`` with the validator of their type. None: not fast-path material."""
-        undo: list[tuple[Any, Any, Any]] = []
+class _Check:
+    """The fhir.resources validator of one element type (every element of that type and model
+    config shares it), for a list of values, and a valid placeholder of its FHIR type."""
+
+    def __init__(self, annotation: Any, config: Any, primitive: str) -> None:
+        from pydantic import TypeAdapter
+
+        self.placeholder = _PLACEHOLDERS[primitive]
+        self.many = TypeAdapter(list[annotation], config=config)  # type: ignore[valid-type]
+        # Strings (ids, references) are checked in Rust, ~0.3 us each; fhir.resources checks
+        # decimals and times in Python, ~10 us each: those are checked once per value in a call,
+        # and numbers (confidences, measurements repeat) are remembered once they passed.
+        self.dedup = primitive in ("decimal", "instant", "dateTime")
+        self.passed: set | None = set() if primitive == "decimal" else None
+
+    def valid(self, values: list) -> bool:
+        if self.dedup:
+            passed = self.passed or ()
+            values = list({(type(v), v): v for v in values if (type(v), v) not in passed}.values())
+            if not values:
+                return True
         try:
-            return marshal.dumps(part) if self._collect(part, resources, values, undo) else None
-        except ValueError:  # not plain JSON data
-            return None
-        finally:
-            for node, step, value in reversed(undo):
-                node[step] = value
-
-    def _mask(self, node: Any, path: tuple, owner: str, full: tuple, values: dict, undo: list | None) -> bool:
-        """Collect the values at ``path`` (``*`` = every list item) with their validators into
-        ``values``; with ``undo``, also put placeholders in their place (recorded for undoing).
-        False: not fast-path material (a value where a container was expected, or the reverse)."""
-        for index, step in enumerate(path[:-1]):
-            if step == "*":
-                return isinstance(node, list) and all(
-                    self._mask(item, path[index + 1 :], owner, full, values, undo) for item in node
-                )
-            try:
-                node = node[step]
-            except (KeyError, IndexError):
-                return True  # absent: nothing to mask
-            except TypeError:
-                return False
-        last = path[-1]
-        try:
-            value = node[last]
-        except (KeyError, IndexError):
-            return True
-        except TypeError:
+            self.many.validate_python(values)
+        except Exception:  # noqa: BLE001 - any failure: the full validation decides and explains
             return False
-        if value is None or isinstance(value, (dict, list)):
-            return False
-        adapter, placeholder = self._type(owner, full)
-        values[(id(adapter), type(value), value)] = (adapter, value)
-        if undo is not None:
-            undo.append((node, last, value))
-            node[last] = placeholder
+        if self.passed is not None:
+            if len(self.passed) > _MAX_CHECKED:
+                self.passed.clear()
+            self.passed.update((type(v), v) for v in values)
         return True
 
-    def _type(self, owner: str, path: tuple) -> tuple[Any, Any]:
-        """The pydantic validator fhir.resources declares for the element at ``path`` of ``owner``
-        (read from the R4B model classes), and a placeholder value of that FHIR type."""
-        found = self._types.get((owner, path))
-        if found is None:
-            found = self._types[(owner, path)] = _element_type(owner, path)
-        return found
 
-
-def _element_type(owner: str, path: tuple) -> tuple[Any, Any]:
+def _element(owner: str, path: tuple) -> tuple[Any, Any, str]:
+    """(the annotation fhir.resources declares for the element at ``path`` of ``owner``, the
+    model config it is validated with, its FHIR primitive type), read from the R4B model classes."""
     import typing
 
     from fhir.resources.R4B import get_fhir_model_class
     from fhir_core.types import FHIR_PRIMITIVES_MAPS, FhirBase
-    from pydantic import TypeAdapter
 
     cls = get_fhir_model_class(owner)
     annotation: Any = None
     for step in path:
-        if isinstance(step, int) or step == "*":
-            continue
         fields = {info.alias or name: info for name, info in cls.model_fields.items()}
         annotation = fields[step].annotation
         while typing.get_origin(annotation) in (typing.Union, list, types.UnionType):
             annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
         if isinstance(annotation, type) and issubclass(annotation, FhirBase):
             cls = annotation.get_model_klass()
-    primitive = FHIR_PRIMITIVES_MAPS[annotation]
-    return TypeAdapter(annotation, config=cls.model_config), _PLACEHOLDERS[primitive]
+    return annotation, cls.model_config, FHIR_PRIMITIVES_MAPS[annotation]
 
 
-_VALIDATOR = _TemplateValidator()
+class _Template:
+    """One part of a Bundle of one kind, validated: a bytes ``%`` format with a ``%b`` per
+    variable (the byte fragments between them, ``%`` doubled), what fills each in order
+    (shared: a value every Observation of the Bundle has, else the entry's own), and the check of
+    each variable (an index into the renderer's checks)."""
+
+    __slots__ = ("slots", "format", "order", "own_checks", "shared_checks")
+
+    def __init__(self, fragments: list[bytes], slots: list[tuple[str, int, bool]]) -> None:
+        self.slots = slots
+        self.format = b"%b".join(fragment.replace(b"%", b"%%") for fragment in fragments)
+        self.order = tuple((is_shared, name) for name, _, is_shared in slots)
+        self.own_checks = tuple((name, check) for name, check, is_shared in slots if not is_shared and check >= 0)
+        self.shared_checks = tuple((name, check) for name, check, is_shared in slots if is_shared)
+
+
+_SHARED = ("effective", "issued", "subject")  # the variables of ``_parts``'s ``shared``
+
+
+class _Renderer:
+    """Templates per shape of the module and kind, and the checks of the variables' elements."""
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple, dict[tuple, _Template]] = {}
+        self._checks: list[_Check] = []
+        self._check_index: dict[tuple, int] = {}
+        self._lock = threading.Lock()
+
+    def render(self, record: ExtractionRecord) -> tuple[bytes, int]:
+        header, shared, entries = _parts(record)
+        shape = _shape()
+        templates = self._templates.get(shape)
+        if templates is None:
+            with self._lock:
+                if len(self._templates) >= 8:  # shapes: one in production
+                    self._templates.clear()
+                templates = self._templates.setdefault(shape, {})
+        header_template = templates.get(("header", bool(entries))) or self._learn(templates, ("header", bool(entries)), header)
+        if header_template is None:
+            return self._full(header, shared, entries)
+        resolved = []
+        for kind, own in entries:
+            template = templates.get(kind) or self._learn(templates, kind, own if kind[0] == "provenance" else shared | own)
+            if template is None:
+                return self._full(header, shared, entries)
+            resolved.append(template)
+        dumps = orjson.dumps
+        checks = self._checks
+        pending: list[list] = [[] for _ in checks]
+        shared_data = {name: dumps(value) for name, value in shared.items()}
+        shared_checks: set[tuple[str, int]] = set()
+        chunks = []
+        for template, (_, own) in zip(resolved, entries):
+            chunks.append(template.format % tuple([shared_data[name] if is_shared else dumps(own[name])
+                                                   for is_shared, name in template.order]))
+            for name, check in template.own_checks:
+                pending[check].append(own[name])
+            shared_checks.update(template.shared_checks)
+        for name, check in shared_checks:  # once per Bundle
+            pending[check].append(shared[name])
+        for name, check in header_template.own_checks:
+            pending[check].append(header[name])
+        if not all(checks[index].valid(values) for index, values in enumerate(pending) if values):
+            return self._full(header, shared, entries)
+        if entries:  # every Provenance target names an entry (true by construction; checked anyway)
+            provenance = entries[-1][1]
+            urls = {own["full_url"] for _, own in entries[:-1]}
+            if not all(provenance[f"target{i}"] in urls for i in range(len(entries) - 1)):
+                return self._full(header, shared, entries)
+        body = b"[" + b",".join(chunks) + b"]"
+        data = header_template.format % tuple([body if name == _ENTRIES else dumps(header[name])
+                                               for _, name in header_template.order])
+        return data, len(entries)
+
+    def _full(self, header: dict[str, Any], shared: dict[str, Any], entries: list) -> tuple[bytes, int]:
+        """The Bundle built as a dict and validated in full: its verdict and message stand."""
+        bundle = _bundle_dict(header, shared, entries)
+        _validate(bundle)
+        return orjson.dumps(bundle), len(entries)
+
+    def _learn(self, templates: dict[tuple, _Template], kind: tuple, variables: dict[str, Any]) -> _Template | None:
+        """The template of ``kind`` (``variables``: the names it has, with values of this record):
+        where each variable is and its check, from the builder's output with markers; then the
+        placeholder version, with the header, validated in full. None: it failed validation."""
+        is_header = kind[0] == "header"
+        names = list(variables) + ([_ENTRIES] if kind == ("header", True) else [])
+        markers = {name: _MARK.format(name) for name in names}
+        if is_header:
+            marked = _header(markers, markers.get(_ENTRIES))
+            owners = _find_markers(marked, "Bundle", (), {})
+        else:
+            marked = _BUILDERS[kind[0]](kind, markers)
+            owners = _find_markers(marked, "BundleEntry", (), {})
+        data = orjson.dumps(marked)
+        positions = []
+        for name, (owner, path) in owners.items():
+            token = orjson.dumps(markers[name])
+            if data.count(token) != 1:
+                return None  # a variable written twice, or a marker in a constant: not template material
+            positions.append((data.index(token), name, token))
+        positions.sort()
+        fragments: list[bytes] = []
+        slots: list[tuple[str, int, bool]] = []
+        start = 0
+        for at, name, token in positions:
+            fragments.append(data[start:at])
+            start = at + len(token)
+            check = -1 if name == _ENTRIES else self._check_of(*owners[name])
+            slots.append((name, check, not is_header and kind[0] != "provenance" and name in _SHARED))
+        fragments.append(data[start:])
+        placeholders = {name: self._checks[check].placeholder for name, check, _ in slots if check >= 0}
+        if is_header:
+            if kind == ("header", False):  # validated alone; with entries, with each entry kind
+                try:
+                    _full_validation(_header(placeholders, None))
+                except MappingError:
+                    return None
+        else:
+            header = templates.get(("header", True))
+            if header is None:
+                return None
+            header_values = {name: self._checks[check].placeholder for name, check, _ in header.slots if check >= 0}
+            try:
+                _full_validation(_header(header_values, [_BUILDERS[kind[0]](kind, placeholders)]))
+            except MappingError:
+                return None
+        template = _Template(fragments, slots)
+        with self._lock:
+            if len(templates) >= _MAX_TEMPLATES:
+                templates.clear()
+            templates[kind] = template
+        return template
+
+    def _check_of(self, owner: str, path: tuple) -> int:
+        path = tuple(step for step in path if not isinstance(step, int))  # the element, not the item
+        index = self._check_index.get((owner, path))
+        if index is None:
+            annotation, config, primitive = _element(owner, path)
+            key = (annotation, tuple(sorted(config.items())))
+            with self._lock:
+                index = self._check_index.get(key)
+                if index is None:
+                    self._checks.append(_Check(annotation, config, primitive))
+                    index = self._check_index[key] = len(self._checks) - 1
+                self._check_index[(owner, path)] = index
+        return index
+
+
+def _find_markers(node: Any, owner: str, path: tuple, found: dict[str, tuple[str, tuple]]) -> dict[str, tuple[str, tuple]]:
+    """{variable name: (owner type, path in it)} of every marker in a builder's output."""
+    if isinstance(node, dict):
+        if path and isinstance(node.get("resourceType"), str):
+            owner, path = node["resourceType"], ()
+        for key, value in node.items():
+            _find_markers(value, owner, path + (key,), found)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _find_markers(value, owner, path + (index,), found)
+    elif isinstance(node, str) and node.startswith("\x00cmrx:") and node.endswith("\x00"):
+        found[node[6:-1]] = (owner, path)
+    return found
+
+
+def warm_up() -> None:
+    """Validate the templates of every field, the category and the Provenance once, at start-up,
+    so the first reports do not pay for it (about a second under load)."""
+    from schemas.messages import CategoryResult, ModelInfo
+
+    fields = [FieldResult(key=spec.key, value=1.0, unit=spec.unit, samples=[1.0], scores=[], confidence=1.0, route="publish")
+              for spec in CATALOG.fields]
+    category = CategoryResult(value=CATALOG.categories[0].key, samples=[], confidence=1.0, route="publish")
+    record = ExtractionRecord(report_id="warm-up", subject_reference="Patient/warm-up", source_format="text",
+                              deidentified_text="", fields=fields, category=category,
+                              model=ModelInfo(backend="warm-up"), combiner="published", threshold=0.7, seconds=0.0)
+    render_bundle(record.model_copy(update={"subject_reference": None}))
+    for count in range(len(fields), -1, -1):  # a Provenance template per number of targets
+        render_bundle(record.model_copy(update={"fields": fields[:count]}))
+
+
+_RENDERER = _Renderer()

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from cmrx.config import TopicSettings
-from consumer.fhir_mapping import build_bundle
+from consumer.fhir_mapping import render_bundle
 from schemas.messages import DeadLetter, ExtractionRecord, ReviewItem, ReviewTask
 
 _TASK_NAMESPACE = uuid.UUID("6f1d2a52-4c1e-4a8e-9a53-0b7f3f1e2c11")
@@ -47,9 +47,9 @@ def outputs_for(record: ExtractionRecord, topics: TopicSettings) -> list[OutReco
     key = record.report_id
     schema = [("cmrx-schema", b"extraction-record")]
     out = [OutRecord(topics.extractions, key, record.model_dump_json().encode(), [("content-type", JSON.encode()), *schema])]
-    bundle = build_bundle(record)
-    if bundle.get("entry"):
-        out.append(OutRecord(topics.observations, key, _json_bytes(bundle), [("content-type", FHIR_JSON.encode())]))
+    bundle, entries = render_bundle(record)
+    if entries:
+        out.append(OutRecord(topics.observations, key, bundle, [("content-type", FHIR_JSON.encode())]))
     task = review_task(record)
     if task:
         out.append(OutRecord(topics.review, key, task.model_dump_json().encode(),

@@ -18,6 +18,7 @@ from consumer.fhir_mapping import (
     UCUM_SYSTEM,
     MappingError,
     build_bundle,
+    render_bundle,
     observation_full_url,
 )
 from extraction.deid import deidentify
@@ -229,29 +230,96 @@ INVALID_BUNDLES = {
 
 
 @pytest.mark.parametrize("name", INVALID_BUNDLES)
-def test_invalid_bundle_raises_after_its_template_is_cached(name):
-    """The cheap path (a cached template, only the variable values checked) must reject whatever
-    a full fhir.resources validation rejects."""
+def test_full_validation_rejects_invalid_bundles(name):
+    """The full validation (templates, and the fallback of any Bundle the fast path cannot prove
+    valid) rejects what fhir.resources rejects, plus dangling references and unknown codes."""
     from consumer.fhir_mapping import _validate
 
     record = _record(REPORTS[0])
-    bundle = build_bundle(record)  # caches the templates of this record's Bundle
-    build_bundle(record)
+    bundle = build_bundle(record)
     bad = _mutated(bundle, INVALID_BUNDLES[name])
     with pytest.raises(MappingError):
         _validate(bad)
-    _validate(bundle)  # the valid Bundle is still valid (nothing cached from the bad one)
+    _validate(bundle)
 
 
-def test_cached_validation_agrees_with_fhir_resources():
-    """Many records, two passes: each Bundle is also valid for a full Bundle.model_validate."""
-    from consumer.fhir_mapping import _VALIDATOR
+def _variants(report: Path) -> list[ExtractionRecord]:
+    base = _record(report, report_id=f"ACC-{report.stem}-x")
+    return [
+        base,
+        _record(report, report_id=f"A|1,2 x\\$/{report.stem} \u00fc", subject_reference=None, effective_time=None),
+        _record(report, category_route="review", model=ModelInfo(backend="rules")),
+        base.model_copy(update={"fields": [f.model_copy(update={"value": (f.value or 0) * 1e17 + 1e-7, "confidence": 0.7 + 1e-9})
+                                           for f in base.fields]}),
+    ]
 
-    for report in REPORTS:
-        for _ in range(2):
-            bundle = build_bundle(_record(report, report_id=f"ACC-{report.stem}-x"))
-            assert _VALIDATOR.fast_valid(bundle)
-            Bundle.model_validate(bundle)
+
+def test_fast_path_gives_the_builders_bytes_and_a_valid_bundle():
+    """Many records, two passes (templates learned, then used): the rendered bytes are exactly
+    ``orjson.dumps`` of the Bundle the builders write as a dict, and fhir.resources accepts it."""
+    import orjson
+
+    from consumer.fhir_mapping import _bundle_dict, _parts, render_bundle
+
+    for _ in range(2):
+        for report in REPORTS:
+            for record in _variants(report):
+                data, entries = render_bundle(record)
+                expected = _bundle_dict(*_parts(record))
+                assert data == orjson.dumps(expected)
+                assert entries == len(expected.get("entry", ()))
+                Bundle.model_validate(json.loads(data))
+
+
+BAD_VALUES = {
+    "empty report id": lambda r: r.model_copy(update={"report_id": ""}),
+    "report id only a vertical tab": lambda r: r.model_copy(update={"report_id": "\x0b"}),
+    "subject only a form feed": lambda r: r.model_copy(update={"subject_reference": "\x0c"}),
+    "confidence not a number": lambda r: r.model_copy(update={"fields": [r.fields[0].model_copy(update={"confidence": math.nan})]}),
+    "category confidence infinite": lambda r: r.model_copy(update={"category": r.category.model_copy(update={"confidence": math.inf})}),
+    "issued offset out of range": lambda r: r.model_copy(update={"extracted_at": datetime(2025, 3, 15, 8, 0, tzinfo=timezone(timedelta(hours=15)))}),
+    "effective offset out of range": lambda r: r.model_copy(update={"effective_time": datetime(2025, 3, 15, 8, 0, tzinfo=timezone(timedelta(hours=-15)))}),
+}
+
+
+@pytest.mark.parametrize("name", BAD_VALUES)
+def test_bad_variable_values_are_rejected_after_the_templates_are_known(name):
+    """The fast path checks every variable value with its fhir.resources type: a record whose
+    templates are all known but with one invalid value raises, as a full validation does."""
+    from consumer.fhir_mapping import _bundle_dict, _parts, render_bundle
+
+    record = _record(REPORTS[0])
+    render_bundle(record)
+    render_bundle(record.model_copy(update={"fields": record.fields[:1]}))
+    bad = BAD_VALUES[name](record)
+    with pytest.raises(MappingError, match="R4B validation"):
+        render_bundle(bad)
+    with pytest.raises(Exception):
+        Bundle.model_validate(_bundle_dict(*_parts(bad)))
+    render_bundle(record)  # nothing learned from the bad one
+
+
+def test_uuid5_is_the_standard_one():
+    import random
+    import uuid
+
+    from consumer.fhir_mapping import _NAMESPACE, _uuid5
+
+    rng = random.Random(5)
+    names = ["", "a", "ACC-1/LVEF", "\u00fc/\u4e2d|,$\\"] + ["".join(chr(rng.randrange(32, 0x2FF)) for _ in range(rng.randrange(40)))
+                                                        for _ in range(2000)]
+    for name in names:
+        assert _uuid5(name) == str(uuid.uuid5(_NAMESPACE, name))
+
+
+def test_a_patched_builder_constant_is_validated_again(monkeypatch):
+    import consumer.fhir_mapping as mapping
+
+    record = _record(REPORTS[0])
+    render_bundle(record)
+    monkeypatch.setattr(mapping, "OBSERVATION_CATEGORY_DISPLAY", {"vital-signs": "Vital Signs", "imaging": ""})
+    with pytest.raises(MappingError, match="R4B validation"):  # an empty string is not a FHIR string
+        render_bundle(record)
 
 
 def test_unknown_codes_from_the_record_raise():
