@@ -70,43 +70,70 @@ def build_record(
     samples = list(output.samples)
     if backend.deterministic and len(samples) == 1:
         samples = samples * n_samples  # a deterministic backend is perfectly stable
-    per_field = {key: [s.values.get(key) for s in samples] for key in FIELD_KEYS}
-    voted = {key: scoring.vote(values) for key, values in per_field.items()}
+    n = len(samples)
+    # A deterministic backend's copies are one object: every field's samples are then one value
+    # repeated, its vote is that value, its stability is 1 (NaN aside: NaN != NaN) and its
+    # evidence is that sample's. The general path gives the same; this one skips its loops.
+    copies = n > 0 and all(sample is samples[0] for sample in samples)
+    if copies:
+        values = samples[0].values
+        voted = {key: values.get(key) for key in FIELD_KEYS}
+        agree = scoring.stability_parts([0.0] * n)  # (1.0, "all n samples agree") or "single sample"
+    else:
+        per_field = {key: [s.values.get(key) for s in samples] for key in FIELD_KEYS}
+        voted = {key: scoring.vote(values) for key, values in per_field.items()}
     consistency = scoring.consistency_parts(voted)
+    published = combiner == "published"
 
     # The record is assembled from parts our own code produced from validated inputs (the
     # envelope, the backend's samples, the settings), so its ~300 models are constructed without
-    # validation; ``_check_ranges`` then checks what could still be out of range (a NaN or an
-    # infinity in a sample makes NaN scores) and sends such a record through full validation.
+    # validation; the range check below then catches what could still be out of range (a NaN or
+    # an infinity in a sample makes NaN scores) and sends such a record through full validation.
+    # Scores are never changed after this; equal scores of one record share one instance.
+    made: dict[tuple[str, float, str], Score] = {}
     fields: list[FieldResult] = []
     in_range = True
     for key in FIELD_KEYS:
         value = voted[key]
-        field_samples = per_field[key]
-        stab, stab_reason = scoring.stability_parts(field_samples)
+        if copies:
+            field_samples = [value] * n
+            stab, stab_reason = agree if value == value else scoring.stability_parts(field_samples)
+        else:
+            field_samples = per_field[key]
+            stab, stab_reason = scoring.stability_parts(field_samples)
         cons, cons_reason = consistency[key]
         dist, dist_reason = scoring.distribution_parts(key, value)
         extra, grounded_at = signals.field_signal_parts(key, value, text, reference)
-        scores = [
-            _score("stability", stab, stab_reason),
-            _score("consistency", cons, cons_reason),
-            _score("distribution", dist, dist_reason),
-            *(_score(name, score, reason) for name, score, reason in extra),
-        ]
-        confidence = scoring.combine(scores, combiner) if samples else 0.0
-        if in_range and not _check_ranges(confidence, scores):
+        parts = [("stability", stab, stab_reason), ("consistency", cons, cons_reason),
+                 ("distribution", dist, dist_reason), *extra]
+        scores = []
+        for part in parts:
+            score = made.get(part)
+            if score is None:
+                score = made[part] = _score(*part)
+            scores.append(score)
+        if not samples:
+            confidence = 0.0
+        elif published:  # scoring.combine, 'published'
+            confidence = sum((stab, cons, dist)) / 3
+        else:
+            confidence = scoring.combine(scores, combiner)
+        if in_range and not (0.0 <= confidence <= 1.0 and all(0.0 <= part[1] <= 1.0 for part in parts)):
             in_range = False
-        evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
+        if copies:
+            evidence = samples[0].evidence.get(key) if value == value else None
+        else:
+            evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
         if evidence is None and grounded_at:
             evidence = _evidence(grounded_at)
         fields.append(_new(FieldResult, _FIELD_RESULT_SET, {
             "key": key,
             "value": value,
-            "unit": CATALOG.field(key).unit,
+            "unit": _UNITS[key],
             "samples": field_samples,
             "scores": scores,
             "confidence": confidence,
-            "route": scoring.route(confidence, threshold),
+            "route": "publish" if confidence >= threshold else "review",  # scoring.route
             "evidence": evidence,
         }))
     category = _category(samples, threshold)
@@ -130,6 +157,9 @@ def build_record(
         # raises the ValidationError full validation always raised for such a record
         return ExtractionRecord.model_validate(record.model_dump(exclude={"schema_version", "extracted_at"}))
     return record
+
+
+_UNITS = {key: CATALOG.field(key).unit for key in FIELD_KEYS}
 
 
 # ---- construction without validation -----------------------------------------------------------

@@ -182,19 +182,29 @@ def distribution(key: str, value: Value) -> Score:
 
 def distribution_parts(key: str, value: Value) -> tuple[float, str]:
     """(value, reason) of ``distribution``."""
-    reference = CATALOG.field(key).reference
+    reference = _REFERENCES[key]
     if value is None:
         return DEFAULT, "null value"
     if reference is None:
         return DEFAULT, "no reference distribution"
     best_score, best_sex, best_z = -1.0, "", 0.0
-    for sex, (mu, sigma) in (("male", reference.male), ("female", reference.female)):
+    for sex, mu, sigma in reference:
         z = (value - mu) / sigma
         score = math.exp(-0.5 * (z / 6) ** 2)
         if score > best_score:
             best_score, best_sex, best_z = score, sex, z
     reason = f"{abs(best_z):.1f} SD {'above' if best_z >= 0 else 'below'} the {best_sex} mean"
     return best_score, reason
+
+
+def _reference(key: str) -> tuple[tuple[str, float, float], ...] | None:
+    reference = CATALOG.field(key).reference
+    if reference is None:
+        return None
+    return (("male", *reference.male), ("female", *reference.female))
+
+
+_REFERENCES = {key: _reference(key) for key in FIELD_KEYS}  # looked up per value; the catalog is frozen
 
 
 # ---- combining and routing -----------------------------------------------------------------

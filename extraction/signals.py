@@ -56,7 +56,9 @@ def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
     Cached: the 52 fields of one report scan the same text."""
     found = []
     for m in _NUMBER_RE.finditer(text):
-        number = parse_number(m.group(0))
+        written = m.group(0)
+        # no comma and at most one '.': parse_number's answer is float() of it (~4x faster)
+        number = float(written) if "," not in written and written.count(".") < 2 else parse_number(written)
         if number is not None:
             found.append((number, m.start(), m.end()))
     for m in _FEET_INCHES_RE.finditer(text):
@@ -74,12 +76,18 @@ def _sorted_numbers(text: str) -> tuple[list[float], list[int]] | None:
     return [number for number, _ in pairs], [index for _, index in pairs]
 
 
+@lru_cache(maxsize=None)
+def _bisectable(factors: frozenset[float]) -> bool:
+    """Every factor positive and finite: a value's matches are found by bisection."""
+    return all(0 < f < math.inf for f in factors)
+
+
 def _first_grounded(value: float, factors: frozenset[float], text: str) -> int | None:
     """Index of the first number in the text (in text order) that some factor makes ``close`` to
     the value: the same answer as trying every number with every factor, found by bisection."""
     candidates = _candidates(text)
     table = None
-    if math.isfinite(value) and all(0 < f < math.inf for f in factors):
+    if math.isfinite(value) and _bisectable(factors):
         table = _sorted_numbers(text)
     if table is None:
         return next((i for i, (number, _, _) in enumerate(candidates) if any(close(value, number * f) for f in factors)), None)
