@@ -17,6 +17,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
+from dataclasses import field as _dataclass_field
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping
@@ -278,7 +279,7 @@ def hl7_unescape(value: str, enc: Encoding = DEFAULT_ENCODING) -> str:
     return re.sub(pattern, replace, value)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Segment:
     """One segment: its raw text, its delimiters, and whether hl7apy knows it in this version.
 
@@ -291,9 +292,13 @@ class _Segment:
     raw: str
     known: bool  # a segment of the message's HL7 version (hl7apy's reference); unknown ones are ignored
     encoding: Encoding = DEFAULT_ENCODING
+    _split: tuple[str, list[str]] | None = _dataclass_field(default=None, repr=False, compare=False)  # (separator, fields)
 
     def raw_field(self, number: int, field_sep: str) -> str:
-        parts = self.raw.split(field_sep)
+        split = self._split
+        if split is None or split[0] != field_sep:  # each segment is split once, not once per field read
+            split = self._split = (field_sep, self.raw.split(field_sep))
+        parts = split[1]
         index = number - 1 if self.name == "MSH" else number
         return parts[index] if 0 <= index < len(parts) else ""
 
@@ -348,7 +353,12 @@ def parse_hl7(text: str) -> tuple[list[_Segment], Encoding]:
     version = version if version in SUPPORTED_LIBRARIES else HL7_VERSION
     chars = encoding_chars
     enc = Encoding(chars["FIELD"], chars["COMPONENT"], chars["REPETITION"], chars["ESCAPE"], chars["SUBCOMPONENT"])
-    segments = [_Segment(raw[:3].upper(), raw[:3].upper() + raw[3:], _known_segment(raw[:3].upper(), version), enc) for raw in raws]
+    segments = []
+    for raw in raws:
+        name = raw[:3].upper()
+        if not raw.startswith(name):
+            raw = name + raw[3:]
+        segments.append(_Segment(name, raw, _known_segment(name, version), enc))
     return segments, enc
 
 
@@ -404,6 +414,8 @@ def _hl7_report_text(segments: list[_Segment], enc: Encoding) -> str:
 
 def _hl7_text_field(raw: str, enc: Encoding) -> str:
     """A text field's repetitions are lines; escapes are undone after splitting on delimiters."""
+    if enc.repetition not in raw and enc.escape not in raw:
+        return raw
     return "\n".join(hl7_unescape(rep, enc) for rep in raw.split(enc.repetition))
 
 
