@@ -30,6 +30,10 @@ class KafkaSettings(BaseModel):
     ssl_key_location: str | None = None
     group_id: str = "cmrx-extractor"
     transactional_id: str = Field("cmrx-extractor", description="prefix; each consumer instance appends its id")
+    compression_type: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        "lz4", description="the consumer's output producer: lz4 stores ~7x fewer bytes; on one host, per report of "
+                           "output, it costs ~0.06 ms more client CPU than none and no more broker CPU")
+    linger_ms: int = Field(5, ge=0, description="the consumer's output producer; a transaction's commit flushes anyway")
     extra: dict[str, str] = Field(default_factory=dict, description="any other librdkafka property")
 
     def client_config(self) -> dict[str, Any]:

@@ -72,8 +72,8 @@ class StreamProcessor:
             "enable.idempotence": True,
             "transaction.timeout.ms": 60_000,
             "message.max.bytes": 20_000_000,
-            "linger.ms": 5,
-            "compression.type": "lz4",
+            "linger.ms": settings.kafka.linger_ms,
+            "compression.type": settings.kafka.compression_type,
         })
         self.producer.init_transactions(30)
         from consumer.model_updates import ModelUpdates
@@ -160,6 +160,7 @@ class StreamProcessor:
         from confluent_kafka import KafkaException
 
         metrics.CONSUMED.inc(len(messages))
+        started = time.perf_counter()
         try:
             if self._workers == 1:  # CPU-bound backend: no thread hand-off per message
                 results = [self._process_message(m) for m in messages]
@@ -172,11 +173,13 @@ class StreamProcessor:
             self._rewind()
             time.sleep(min(30.0, self.settings.llm.timeout_s / 4))
             return
+        processed = time.perf_counter()
+        produce = self.producer.produce
         try:
             self.producer.begin_transaction()
             for result in results:
                 for out in result.outputs:
-                    self.producer.produce(out.topic, key=out.key, value=out.value, headers=out.headers)
+                    produce(out.topic, key=out.key, value=out.value, headers=out.headers)
             positions = self.consumer.position(self.consumer.assignment())
             self.producer.send_offsets_to_transaction(positions, self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(60)
@@ -192,14 +195,23 @@ class StreamProcessor:
             raise  # fatal (e.g. fenced by a newer instance): stop, do not produce duplicates
         metrics.TRANSACTIONS.labels("committed").inc()
         now_ms = time.time() * 1000
+        published = for_review = dead_lettered = 0
         for result in results:
             result.committed_ms = now_ms
-            metrics.PUBLISHED.inc(result.published)
-            metrics.FOR_REVIEW.inc(result.for_review)
+            published += result.published
+            for_review += result.for_review
             if result.timestamp_ms:
                 metrics.LATENCY.observe(max(0.0, (now_ms - result.timestamp_ms) / 1000))
             if result.dead_letter_stage:
+                dead_lettered += 1
                 metrics.DEAD_LETTERED.labels(result.dead_letter_stage).inc()
+        metrics.PUBLISHED.inc(published)
+        metrics.FOR_REVIEW.inc(for_review)
+        # One line per batch (a line per report cost ~30 us of a ~10 ms report): report ids, counts
+        # and where the time went; dead letters are still logged one by one.
+        log.info("consumer.batch_committed", reports=len(results), report_ids=[r.report_id for r in results if r.report_id],
+                 published=published, for_review=for_review, dead_lettered=dead_lettered,
+                 process_s=round(processed - started, 4), commit_s=round(time.perf_counter() - processed, 4))
         if self.keep_summary:
             self.summary.extend(results)
 
@@ -207,10 +219,10 @@ class StreamProcessor:
         from consumer.codecs import DecodeError, decode_message
 
         ts_type, ts = message.timestamp()
-        where = dict(topic=message.topic(), partition=message.partition(), offset=message.offset())
         headers = message.headers() or []
 
         def dlq(stage: str, error: BaseException) -> Processed:
+            where = dict(topic=message.topic(), partition=message.partition(), offset=message.offset())
             log.warning("consumer.dead_letter", stage=stage, error_type=type(error).__name__,
                         reason=getattr(error, "reason", type(error).__name__), **where)
             out = dead_letter(stage, error, value=message.value(), key=message.key(), headers=headers,
@@ -235,8 +247,6 @@ class StreamProcessor:
             return dlq("map", exc)
         published = sum(1 for f in record.fields if f.route == "publish" and f.value is not None)
         for_review = sum(1 for f in record.fields if f.route == "review")
-        log.info("consumer.extracted", report_id=record.report_id, published=published, for_review=for_review,
-                 seconds=round(record.seconds, 4), **where)
         return Processed(outputs, record.report_id, record.category.value, published, for_review,
                          timestamp_ms=ts if ts_type else None)
 
