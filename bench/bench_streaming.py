@@ -12,8 +12,15 @@ Numbers from one run on the same broker and the same messages:
 3. latency: messages produced at a steady rate below capacity while the replicas run;
    p50/p99 from each input's Kafka timestamp to the commit of its outputs.
 
+The reports are a distinct stream: the 12 dev reports and synthetic reports of every development
+layout (``training.synth``, a seed of their own), each text once, in the three formats in turn;
+the latency phase has its own seed. (A few dozen texts in a cycle would keep the rules backend's
+per-line cache warm and flatter it.) The CPU per backlog report of the replicas (all their
+threads) and of the local broker's JVM is printed too: the replica's minus the sum of the stages
+is what the Kafka loop around them costs.
+
 ``--stages`` instead prints the CPU time of each stage of a message without Kafka (what
-``StreamProcessor._process_message`` calls, over the same text/HL7/FHIR messages).
+``StreamProcessor._process_message`` calls, over distinct text/HL7/FHIR messages of its own).
 
 Usage: python bench/bench_streaming.py [--n 3000] [--rate 100] [--seconds 15] [--backend rules]
        [--replicas 2] [--partitions 6] [--batch-size 256]
@@ -36,18 +43,35 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def report_messages(n: int, prefix: str = "bench") -> list[tuple[str, bytes, list]]:
-    """n messages cycling through the sample reports and the three input formats."""
+DEV_DIR = REPO.parent / "shared" / "data" / "dev"
+BACKLOG_SEED, PACED_SEED, WARM_SEED, STAGE_SEED = 9300, 9301, 9302, 9310  # no other bench or test uses these
+
+
+def report_texts(n: int, seed: int, *, dev: bool = False) -> list[str]:
+    """``n`` distinct report texts: the dev reports first (when ``dev``), then synthetic reports of
+    every development layout from ``seed`` (``training.synth``, as bench_rules.py does). Every text
+    is new to the rules backend's per-line cache except lines that really repeat (boilerplate),
+    so the stream costs what a stream of real new reports would."""
+    from training.synth import generate
+    from training.synth.layouts import DEV_LAYOUTS
+
+    texts = [p.read_text() for p in sorted(DEV_DIR.glob("*.txt"))][:n] if dev and DEV_DIR.exists() else []
+    texts += [r.text for r in generate(n - len(texts), seed=seed, layouts=list(DEV_LAYOUTS))] if n > len(texts) else []
+    if len(set(texts)) != len(texts):
+        raise SystemExit(f"report texts of seed {seed} are not all distinct")
+    return texts
+
+
+def report_messages(texts: list[str], prefix: str = "bench") -> list[tuple[str, bytes, list]]:
+    """One message per text, in the three input formats in turn (text, HL7 v2, FHIR)."""
     from consumer.codecs import CONTENT_TYPES, encode
 
-    folders = [REPO.parent / "shared" / "data" / "dev", REPO / "data" / "synth-sample"]
-    texts = [p.read_text() for folder in folders if folder.exists() for p in sorted(folder.glob("*.txt"))]
     formats = ("text", "hl7v2", "fhir")
     out = []
-    for i in range(n):
+    for i, text in enumerate(texts):
         fmt = formats[i % 3]
         rid = f"{prefix}-{i:06d}"
-        out.append((rid, encode(texts[i % len(texts)], fmt, rid), [("content-type", CONTENT_TYPES[fmt].encode())]))
+        out.append((rid, encode(text, fmt, rid), [("content-type", CONTENT_TYPES[fmt].encode())]))
     return out
 
 
@@ -61,27 +85,30 @@ def percentile(values: list[float], q: float) -> float:
 
 def stage_costs(n: int, backend: str, passes: int = 3) -> dict[str, float]:
     """CPU ms per message of each stage, without Kafka; the best of ``passes`` passes (the machine
-    is shared). The loop also tunes the garbage collector as ``cmrx run`` does."""
+    is shared), each over its own ``n`` distinct reports (the first pass also has the dev
+    reports), after a warm-up on other reports. The loop also tunes the garbage collector as
+    ``cmrx run`` does."""
     from cmrx.config import get_settings
     from consumer import routing
     from consumer.app import _tune_gc
     from consumer.codecs import decode_message
-    from consumer.fhir_mapping import build_bundle
+    from consumer.fhir_mapping import render_bundle, warm_up
     from extraction.pipeline import Extractor, build_record
 
     settings = get_settings().model_copy(deep=True)
     settings.extraction.backend = backend
     extractor = Extractor(backend, settings)
     cfg = settings.extraction
-    messages = report_messages(n)
-    for key, value, headers in messages[:30]:  # warm caches (validated FHIR templates, hl7apy)
+    warm_up()
+    for key, value, headers in report_messages(report_texts(30, WARM_SEED), prefix="warm"):  # hl7apy, regexes, lexicon
         routing.outputs_for(extractor.extract(decode_message(value, headers, key.encode(), settings=settings)), settings.topics)
+    runs = [report_messages(report_texts(n, STAGE_SEED + index, dev=index == 0), prefix=f"stage{index}") for index in range(passes)]
     _tune_gc()
     names = ["decode", "de-identify + clean", "backend", "vote + score + record", "record JSON",
-             "FHIR Bundle + validation", "Bundle JSON", "review task + JSON"]
+             "FHIR Bundle + validation + JSON", "review task + JSON"]
     best: dict[str, float] = {}
     clock = time.process_time
-    for _ in range(passes):
+    for messages in runs:
         totals = dict.fromkeys(names, 0.0)
         for key, value, headers in messages:
             t0 = clock()
@@ -96,15 +123,13 @@ def stage_costs(n: int, backend: str, passes: int = 3) -> dict[str, float]:
             t4 = clock()
             record.model_dump_json().encode()
             t5 = clock()
-            bundle = build_bundle(record)
+            render_bundle(record)
             t6 = clock()
-            routing._json_bytes(bundle)
-            t7 = clock()
             task = routing.review_task(record)
             if task:
                 task.model_dump_json().encode()
-            t8 = clock()
-            for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7)):
+            t7 = clock()
+            for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6)):
                 totals[name] += seconds
         for name in names:
             ms = totals[name] / len(messages) * 1000
@@ -126,13 +151,17 @@ def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, r
     processor = StreamProcessor(settings, bootstrap, instance_id=f"bench-{index}")
     processor.keep_summary = True
     first_batch_ms: list[float] = []
+    backlog_cpu = [0.0, 0.0]  # CPU s of this process at its first batch, after its last backlog batch
     process_batch = processor._process_batch
 
     def counted(messages: list) -> None:
         if not first_batch_ms:
             first_batch_ms.append(time.time() * 1000)
+            backlog_cpu[0] = backlog_cpu[1] = time.process_time()
         before = len(processor.summary)
         process_batch(messages)
+        if any((p.report_id or "").startswith("bench-") for p in processor.summary[before:]):
+            backlog_cpu[1] = time.process_time()
         with committed.get_lock():
             committed.value += len(processor.summary) - before
 
@@ -140,8 +169,20 @@ def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, r
     threading.Thread(target=lambda: (stop.wait(), processor.stop()), daemon=True).start()
     processor.run(idle_exit_s=None)
     cpu_s = time.process_time()
-    results.put((index, first_batch_ms[0] if first_batch_ms else None, cpu_s,
+    results.put((index, first_batch_ms[0] if first_batch_ms else None, cpu_s, backlog_cpu[1] - backlog_cpu[0],
                  [(p.report_id, p.timestamp_ms, p.committed_ms) for p in processor.summary]))
+
+
+def _broker_cpu_s(settings) -> float | None:
+    """CPU seconds the local broker's JVM has used so far (None: not ours, or not Linux)."""
+    try:
+        from cmrx.kafka_local import _our_broker_pid, paths
+
+        pid = _our_broker_pid(paths(settings))
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except Exception:  # noqa: BLE001 - best effort
+        return None
 
 
 def main() -> int:
@@ -163,7 +204,8 @@ def main() -> int:
 
     if args.stages:
         costs = stage_costs(args.n, args.backend)
-        print(f"CPU ms per message, {args.n} messages in text/HL7/FHIR, backend {args.backend}, best of 3 passes:")
+        print(f"CPU ms per message, {args.n} distinct reports a pass in text/HL7/FHIR, backend {args.backend}, "
+              f"best of 3 passes (load average {'/'.join(f'{x:.2f}' for x in os.getloadavg())}):")
         for name, ms in costs.items():
             print(f"  {name:28s} {ms:7.2f}")
         return 0
@@ -181,8 +223,8 @@ def main() -> int:
     settings.kafka.transactional_id = f"bench-{tag}"
     bootstrap = ensure_broker(settings)
     ensure_topics(bootstrap, settings)
-    messages = report_messages(args.n)
-    paced_messages = report_messages(int(args.rate * args.seconds) + 1, prefix="paced")
+    messages = report_messages(report_texts(args.n, BACKLOG_SEED, dev=True))
+    paced_messages = report_messages(report_texts(int(args.rate * args.seconds) + 1, PACED_SEED), prefix="paced")
     size = sum(len(v) for _, v, _ in messages)
     base = settings.kafka.client_config() | {"bootstrap.servers": bootstrap}
     load_before = os.getloadavg()
@@ -219,9 +261,13 @@ def main() -> int:
         for replica in replicas:
             replica.start()
         deadline = time.monotonic() + 3600
+        broker_before = None  # (broker CPU s, reports committed) once the first batch is committed
         while committed.value < args.n and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+            if broker_before is None and committed.value:
+                broker_before = (_broker_cpu_s(settings), committed.value)
             time.sleep(0.05)
         load_during = os.getloadavg()
+        broker_after = (_broker_cpu_s(settings), committed.value)
 
         # Latency phase: starts once the backlog is drained, steady rate below capacity.
         p = Producer(base | {"enable.idempotence": True, "linger.ms": 0})
@@ -243,9 +289,9 @@ def main() -> int:
     finally:
         delete_topics(bootstrap, topic_names(settings), settings)
 
-    summary = [row for _, _, _, rows in outcomes for row in rows]
+    summary = [row for *_, rows in outcomes for row in rows]
     backlog = [row for row in summary if (row[0] or "").startswith("bench-")]
-    first_consumed = min(first for _, first, _, _ in outcomes if first is not None)
+    first_consumed = min(first for _, first, *_ in outcomes if first is not None)
     last_commit = max(c for _, _, c in backlog)
     start_ms = min(t for _, t, _ in backlog)
     throughput = len(backlog) / max(1e-9, (last_commit - first_consumed) / 1000)
@@ -253,7 +299,11 @@ def main() -> int:
     paced_results = [row for row in summary if (row[0] or "").startswith("paced-")]
     latencies = [(c - t) / 1000 for _, t, c in paced_results if t]
     per_replica = ", ".join(f"bench-{index}: {sum(1 for r in rows if (r[0] or '').startswith('bench-'))} reports, "
-                            f"{cpu:.1f} s CPU" for index, _, cpu, rows in sorted(outcomes))
+                            f"{cpu:.1f} s CPU" for index, _, cpu, _, rows in sorted(outcomes))
+    replica_cpu_ms = sum(backlog_cpu for _, _, _, backlog_cpu, _ in outcomes) / max(1, len(backlog)) * 1000
+    broker_cpu_ms = None
+    if broker_before is not None and None not in (broker_before[0], broker_after[0]) and broker_after[1] > broker_before[1]:
+        broker_cpu_ms = (broker_after[0] - broker_before[0]) / (broker_after[1] - broker_before[1]) * 1000
 
     print(f"messages: {args.n} reports ({size / args.n / 1024:.1f} KiB mean) in text/HL7/FHIR; backend {args.backend}; "
           f"{settings.topics.partitions} partitions, {args.replicas} replica(s), batch {args.batch_size}; {os.cpu_count()} CPUs")
@@ -263,6 +313,8 @@ def main() -> int:
     print(f"end-to-end throughput (backlog of {len(backlog)}): {throughput:,.1f} reports/s from the first message consumed "
           f"({throughput_from_input:,.1f} reports/s from the first input's timestamp, replica start included)")
     print(f"replicas: {per_replica}")
+    print(f"CPU per backlog report: replicas {replica_cpu_ms:.2f} ms (all their threads, first batch to last backlog batch)"
+          + (f", broker {broker_cpu_ms:.2f} ms (after the first commit)" if broker_cpu_ms is not None else ""))
     if latencies:
         print(f"end-to-end latency at {args.rate:g} msg/s for {args.seconds:g} s ({len(latencies)} reports): "
               f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms")
