@@ -93,40 +93,38 @@ def build_record(
     made: dict[tuple[str, float, str], Score] = {}
     fields: list[FieldResult] = []
     in_range = True
+    stability_parts, distribution_parts = scoring.stability_parts, scoring.distribution_parts
+    signal_parts, first_evidence = signals.field_signal_parts, samples[0].evidence.get if copies else None
     for key in FIELD_KEYS:
         value = voted[key]
         if copies:
             field_samples = [value] * n
-            stab, stab_reason = agree if value == value else scoring.stability_parts(field_samples)
+            stab, stab_reason = agree if value == value else stability_parts(field_samples)
         else:
             field_samples = per_field[key]
-            stab, stab_reason = scoring.stability_parts(field_samples)
+            stab, stab_reason = stability_parts(field_samples)
         cons, cons_reason = consistency[key]
-        dist, dist_reason = scoring.distribution_parts(key, value)
-        extra, grounded_at = signals.field_signal_parts(key, value, text, reference)
+        dist, dist_reason = distribution_parts(key, value)
+        extra, grounded_at = signal_parts(key, value, text, reference)
         parts = [("stability", stab, stab_reason), ("consistency", cons, cons_reason),
                  ("distribution", dist, dist_reason), *extra]
-        scores = []
-        for part in parts:
-            score = made.get(part)
-            if score is None:
-                score = made[part] = _score(*part)
-            scores.append(score)
+        scores = [made.get(part) or _shared_score(made, part) for part in parts]
         if not samples:
             confidence = 0.0
         elif published:  # scoring.combine, 'published'
             confidence = sum((stab, cons, dist)) / 3
         else:
             confidence = scoring.combine(scores, combiner)
-        if in_range and not (0.0 <= confidence <= 1.0 and all(0.0 <= part[1] <= 1.0 for part in parts)):
+        if in_range and not (0.0 <= confidence <= 1.0 and 0.0 <= stab <= 1.0 and 0.0 <= cons <= 1.0
+                             and 0.0 <= dist <= 1.0 and all(0.0 <= part[1] <= 1.0 for part in extra)):
             in_range = False
         if copies:
-            evidence = samples[0].evidence.get(key) if value == value else None
+            evidence = first_evidence(key) if value == value else None
         else:
             evidence = next((s.evidence[key] for s in samples if key in s.evidence and s.values.get(key) == value), None)
         if evidence is None and grounded_at:
             evidence = _evidence(grounded_at)
-        fields.append(_new(FieldResult, _FIELD_RESULT_SET, {
+        fields.append(_field_result({
             "key": key,
             "value": value,
             "unit": _UNITS[key],
@@ -184,16 +182,33 @@ def _new(cls, fields_set: frozenset[str], data: dict):
 
 
 _SHARED_SCORE_SET = set(_SCORE_SET)  # every field given: an assignment adds nothing to it
+_SHARED_FIELD_RESULT_SET = set(_FIELD_RESULT_SET)
+
+
+def _field_result(data: dict, _new_result=FieldResult.__new__, _cls=FieldResult) -> FieldResult:
+    """``_new`` for the 52 field results of a record (every field given: one shared fields-set)."""
+    obj = _new_result(_cls)
+    _setattr(obj, "__dict__", data)
+    _setattr(obj, "__pydantic_fields_set__", _SHARED_FIELD_RESULT_SET)
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
 
 
 def _score(name: str, value: float, reason: str, _new_score=Score.__new__, _cls=Score) -> Score:
-    """``_new`` for the ~200 scores of a record, inlined; they share one complete fields-set."""
+    """``_new`` for the scores of a record, inlined; they share one complete fields-set."""
     obj = _new_score(_cls)
     _setattr(obj, "__dict__", {"name": name, "value": value, "reason": reason})
     _setattr(obj, "__pydantic_fields_set__", _SHARED_SCORE_SET)
     _setattr(obj, "__pydantic_extra__", None)
     _setattr(obj, "__pydantic_private__", None)
     return obj
+
+
+def _shared_score(made: dict, part: tuple[str, float, str]) -> Score:
+    """The record's Score for ``part`` (name, value, reason), made on first use."""
+    score = made[part] = _score(*part)
+    return score
 
 
 def _evidence(data: dict) -> Evidence:

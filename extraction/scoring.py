@@ -123,21 +123,31 @@ class RelationCheck:
 
 def evaluate_relations(values: dict[str, Value]) -> list[RelationCheck]:
     """Every relation whose operands are all present and that does not divide by zero."""
+    return [RelationCheck(*check) for check in _checks(values)]
+
+
+def _checks(values: dict[str, Value]) -> list[tuple[Relation, float, float, float]]:
+    """``evaluate_relations`` as plain tuples (relation, stated, computed, score): the pipeline
+    runs this for every report, and a frozen dataclass costs ~1 us to build."""
     checks = []
+    get = values.get
     for relation in RELATIONS:
-        stated = values.get(relation.lhs)
-        operands = [values.get(k) for k in relation.operands]
-        if stated is None or any(v is None for v in operands):
+        stated = get(relation.lhs)
+        if stated is None:
+            continue
+        operands = [get(k) for k in relation.operands]
+        if None in operands:  # a float never equals None: the same test as ``v is None``
             continue
         try:
             computed = relation.formula(*operands)
         except (ZeroDivisionError, ValueError):  # ValueError: sqrt of a negative product
             continue
-        checks.append(RelationCheck(relation, stated, computed, pairwise(stated, computed)))
+        checks.append((relation, stated, computed, pairwise(stated, computed)))
     return checks
 
 
 _RELATION_KEYS = {relation: frozenset((relation.lhs, *relation.operands)) for relation in RELATIONS}
+_NO_RELATION = (DEFAULT, "in no evaluable relation")
 
 
 def consistency_scores(values: dict[str, Value]) -> dict[str, Score]:
@@ -145,31 +155,30 @@ def consistency_scores(values: dict[str, Value]) -> dict[str, Score]:
 
 
 def consistency_parts(values: dict[str, Value]) -> dict[str, tuple[float, str]]:
-    """(value, reason) of ``consistency_scores`` per field."""
-    checks = evaluate_relations(values)
-    by_key: dict[str, list[RelationCheck]] = {}
-    for check in checks:  # in relation order, as the per-key lists always were
-        for key in _RELATION_KEYS[check.relation]:
+    """(value, reason) of ``consistency_scores`` per field, in catalog order."""
+    by_key: dict[str, list[tuple[Relation, float, float, float]]] = {}
+    for check in _checks(values):  # in relation order, as the per-key lists always were
+        for key in _RELATION_KEYS[check[0]]:
             by_key.setdefault(key, []).append(check)
-    result: dict[str, tuple[float, str]] = {}
-    for key in FIELD_KEYS:
-        mine = by_key.get(key)
-        if not mine:
-            result[key] = (DEFAULT, "in no evaluable relation")
-            continue
-        value = sum(c.score for c in mine) / len(mine)
-        worst = min(mine, key=lambda c: c.score)
-        if worst.score >= 0.99:
+    result = dict.fromkeys(FIELD_KEYS, _NO_RELATION)
+    for key, mine in by_key.items():
+        value = sum([c[3] for c in mine]) / len(mine)
+        worst = min(mine, key=_check_score)  # the first lowest, as before
+        rel, stated, computed, score = worst
+        if score >= 0.99:
             reason = f"{len(mine)} relation(s) agree"
         else:
-            rel = worst.relation
-            gap = abs(worst.stated - worst.computed) / max(abs(worst.stated), 1e-9) * 100
+            gap = abs(stated - computed) / max(abs(stated), 1e-9) * 100
             reason = (
-                f"{rel.name}: stated {rel.lhs} {worst.stated:g} vs computed {worst.computed:.4g} "
-                f"({gap:.0f}% apart, score {worst.score:.2f}); {len(mine)} relation(s) checked"
+                f"{rel.name}: stated {rel.lhs} {stated:g} vs computed {computed:.4g} "
+                f"({gap:.0f}% apart, score {score:.2f}); {len(mine)} relation(s) checked"
             )
         result[key] = (value, reason)
     return result
+
+
+def _check_score(check: tuple[Relation, float, float, float]) -> float:
+    return check[3]
 
 
 # ---- distribution --------------------------------------------------------------------------

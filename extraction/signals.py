@@ -28,8 +28,10 @@ from schemas.messages import Evidence, Score
 log = get_logger(__name__)
 
 NULL_GROUNDING = DEFAULT
-_NUMBER_RE = re.compile(r"(?<![\w.])(?:\d+(?:[.,]\d+)*|\.\d+)")
-_FEET_INCHES_RE = re.compile(r"(\d+)\s*(?:'|ft\.?|feet)\s*(\d+(?:\.\d+)?)\s*(?:\"|''|in\.?|inches)?", re.IGNORECASE)
+# (?<![\w.])(?:\d+(?:[.,]\d+)*|\.\d+), written to start with a character class (Python's re then
+# skips to digits and dots instead of trying every position; see extraction/deid.py)
+_NUMBER_RE = re.compile(r"[\d.](?<![\w.][\d.])(?:(?<=\d)\d*(?:[.,]\d+)*|(?<=\.)\d+)")
+_FEET_INCHES_RE = re.compile(r"(\d\d*)\s*(?:'|ft\.?|feet)\s*(\d+(?:\.\d+)?)\s*(?:\"|''|in\.?|inches)?", re.IGNORECASE)
 
 
 def close(a: float, b: float) -> bool:
@@ -56,13 +58,15 @@ def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
     Cached: the 52 fields of one report scan the same text."""
     found = []
     for m in _NUMBER_RE.finditer(text):
-        written = m.group(0)
+        written = m.group()
         # no comma and at most one '.': parse_number's answer is float() of it (~4x faster)
         number = float(written) if "," not in written and written.count(".") < 2 else parse_number(written)
         if number is not None:
-            found.append((number, m.start(), m.end()))
-    for m in _FEET_INCHES_RE.finditer(text):
-        found.append((float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()))
+            found.append((number, *m.span()))
+    lowered = text.lower()
+    if "'" in text or "ft" in lowered or "feet" in lowered:  # in every feet+inches match
+        for m in _FEET_INCHES_RE.finditer(text):
+            found.append((float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()))
     return tuple(found)
 
 
@@ -70,10 +74,11 @@ def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
 def _sorted_numbers(text: str) -> tuple[list[float], list[int]] | None:
     """The text's numbers sorted, with each one's index in text order: a value is looked up by
     bisection instead of against every number. None when one is not finite (the plain scan decides)."""
-    pairs = sorted((number, index) for index, (number, _, _) in enumerate(_candidates(text)))
-    if not all(math.isfinite(number) for number, _ in pairs):
+    numbers = [number for number, _, _ in _candidates(text)]
+    if not all(map(math.isfinite, numbers)):
         return None
-    return [number for number, _ in pairs], [index for _, index in pairs]
+    order = sorted(range(len(numbers)), key=numbers.__getitem__)  # stable: equal numbers in text order
+    return [numbers[i] for i in order], order
 
 
 @lru_cache(maxsize=None)
