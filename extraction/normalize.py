@@ -13,7 +13,8 @@ from schemas.catalog import CATALOG
 _SUPERSCRIPTS = {"²": "^2", "³": "^3", "¹": "^1"}
 _TRANSLIT = {"µ": "u", "μ": "u", "–": "-", "—": "-", "−": "-", "×": "x", "·": ".", "’": "'", "‘": "'",
              "“": '"', "”": '"', "\u00a0": " ", "≥": ">=", "≤": "<=", "±": "+/-", "°": " deg"}
-_RULE_RUN = re.compile(r"(-{3,}|={3,}|_{3,})")
+# (-{3,}|={3,}|_{3,}), led by a character class: Python's re then skips to those characters
+_RULE_RUN = re.compile(r"[-=_](?:(?<=-)-{2,}|(?<==)={2,}|(?<=_)_{2,})")
 _BLANK_RUN = re.compile(r"\n{3,}")
 _REPLACEMENTS = tuple({**_SUPERSCRIPTS, **_TRANSLIT}.items())  # in the published order
 

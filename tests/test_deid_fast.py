@@ -92,3 +92,23 @@ def test_reports_deidentify_as_published():
     texts += [r.text for r in generate(300, seed=41, layouts=list(LAYOUTS))]
     for text in texts:
         _same(fast, published, text)
+
+
+def test_numeric_dates_match_the_published_pattern_where_no_month_day_year_can():
+    texts = [t for t in _random_texts(6000, seed=23) if deid._DATE_TAIL_RE.search(t) is None]
+    assert len(texts) > 1000
+    for text in texts:
+        assert _matches(deid.NUMERIC_DATE_RE, text) == _matches(reference.DATE_RE, text), text
+
+
+def test_present_words_find_the_lines_the_full_list_finds():
+    rng = random.Random(29)
+    words = list(deid._SIGNOFF_WORDS) + ["analysis :", "analysis:", "read  by", "technique", "name", "dates", "mrn"]
+    keywords = deid.Deidentifier()
+    for _ in range(3000):
+        text = "".join(rng.choice(words + TOKENS) for _ in range(rng.randint(1, 30))).lower()
+        signoff = deid._signoff_words(text)
+        assert (deid._lines_of(signoff, text) if signoff else set()) == reference._lines_of(reference.SIGNOFF_RE, text)
+        keyword = keywords._keyword_words(text)
+        assert (deid._lines_of(keyword, text) if keyword else set()) == reference._lines_of(
+            reference.Deidentifier()._keyword_lower_re, text)
