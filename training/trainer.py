@@ -1,7 +1,9 @@
 """``cmrx train``: LoRA fine-tuning of the student on a ``cmrx corpus`` folder, then the gate.
 
 Published settings are the defaults (rank 16, alpha 32, dropout 0.05 on q and v projections,
-5 epochs, batch 2, lr 2e-4, max length 4096, fp16 on GPU; fp32 here on CPU). Each example is the
+5 epochs, batch 2, lr 2e-4, max length 4096, fp16 on GPU; fp32 here on CPU). On a GPU the weights
+stay float32 and autocast runs the matmuls in fp16/bf16 (a bf16-loaded base diverged to NaN on an
+H100), and a batch whose loss or gradient is not finite is skipped, not applied. Each example is the
 shared prompt (``extraction.prompt``) and its answer, tokenized piece by piece exactly as the
 local forced decoder feeds them, so training and inference see the same tokens. The loss covers
 the answer tokens only, and logits are computed only for them (``logits_to_keep``): the LM head
@@ -62,6 +64,7 @@ class TrainConfig:
     eval_every: int = 25  # validation loss on a few held-out examples, for the learning curve
     val_loss_examples: int = 6
     threads: int | None = None
+    max_skipped_steps: int = 10  # batches with a non-finite loss skipped before the run fails
     prefix_no_grad: bool = False  # fixed prompt prefix without gradient: ~40% faster per step
     progress: bool = True
 
@@ -307,9 +310,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     dtype = pick_dtype(config.precision, device)
     config.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    model, tokenizer, base_name, gguf = load_model(config, device, dtype)
+    # Mixed precision: weights (base and LoRA) stay float32 and only the matmuls run in fp16/bf16
+    # under autocast. A base loaded in bf16 diverged to NaN within 80 steps on an H100.
+    model, tokenizer, base_name, gguf = load_model(config, device, torch.float32)
     label = base_label(config.model, gguf)
-    log.info("train.model_loaded", device=device, dtype=str(dtype), seconds=round(time.perf_counter() - started, 1))
+    log.info("train.model_loaded", device=device, weights="float32", compute=str(dtype).replace("torch.", ""), seconds=round(time.perf_counter() - started, 1))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=list(config.target_modules), task_type="CAUSAL_LM")
@@ -405,6 +410,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         validation_point()
     bar = tqdm(total=total, initial=step, desc="train", unit="step", disable=not config.progress)
     step_times: list[float] = []
+    skipped = 0
     try:
         while step < total and not stop["requested"]:
             epoch, index = divmod(step, per_epoch)
@@ -412,6 +418,16 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             batch = [train_set[i] for i in order[index * config.batch_size:(index + 1) * config.batch_size]]
             t0 = time.perf_counter()
             loss, correct, count = answer_loss(model, batch, pad_id, device, autocast() if autocast else None, prefix)
+            if not torch.isfinite(loss):  # one bad batch must not poison the adapter with NaN
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                log.warning("train.nonfinite_loss_skipped", step=step, skipped=skipped)
+                if skipped > config.max_skipped_steps:
+                    raise RuntimeError(f"{skipped} steps with a non-finite loss: lower --lr or use fp32")
+                step += 1
+                scheduler.step()
+                bar.update(1)
+                continue
             if scaler:
                 scaler.scale(loss).backward()
                 scaler.unscale_(optimizer)
@@ -420,18 +436,21 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 scaler.update()
             else:
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
+                if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
+                    optimizer.step()
+                else:
+                    skipped += 1
+                    log.warning("train.nonfinite_grad_skipped", step=step, skipped=skipped)
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
             seconds = time.perf_counter() - t0
             step_times.append(seconds)
-            curve.train.append({"step": step, "loss": float(loss), "token_acc": correct / max(1, count),
+            curve.train.append({"step": step, "loss": float(loss.detach()), "token_acc": correct / max(1, count),
                                 "lr": scheduler.get_last_lr()[0], "seconds": seconds,
                                 "tokens": sum(len(e.ids) for e in batch)})
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", acc=f"{correct / max(1, count):.3f}", s=f"{seconds:.1f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", acc=f"{correct / max(1, count):.3f}", s=f"{seconds:.1f}")
             if config.eval_every and step % config.eval_every == 0:
                 validation_point()
             if config.save_every and step % config.save_every == 0 and step < total:
@@ -456,8 +475,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "validation_examples": len(val_set), "epochs_seen": round(step * config.batch_size / len(train_set), 3),
         "seconds_per_step": round(sum(p["seconds"] for p in curve.train) / len(curve.train), 2) if curve.train else None,
         "train_seconds_this_run": round(sum(step_times), 1), "trainable_params": trainable,
-        "device": device, "dtype": str(dtype).replace("torch.", ""), "base_model": label, "gguf_file": gguf,
-        "final_train_loss": curve.train[-1]["loss"] if curve.train else None,
+        "device": device, "dtype": str(dtype).replace("torch.", ""), "weights": "float32", "base_model": label, "gguf_file": gguf,
+        "final_train_loss": curve.train[-1]["loss"] if curve.train else None, "skipped_steps": skipped,
         "final_validation": curve.validation[-1] if curve.validation else None,
     }
     (config.out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
