@@ -104,8 +104,11 @@ def build_record(
             field_samples = per_field[key]
             stab, stab_reason = stability_parts(field_samples)
         cons, cons_reason = consistency[key]
-        dist, dist_reason = distribution_parts(key, value)
-        extra, grounded_at = signal_parts(key, value, text, reference)
+        if value is None and reference is None:  # what the two calls below give for a null
+            (dist, dist_reason), extra, grounded_at = _NULL_DISTRIBUTION, _NULL_SIGNALS, None
+        else:
+            dist, dist_reason = distribution_parts(key, value)
+            extra, grounded_at = signal_parts(key, value, text, reference)
         parts = [("stability", stab, stab_reason), ("consistency", cons, cons_reason),
                  ("distribution", dist, dist_reason), *extra]
         scores = [made.get(part) or _shared_score(made, part) for part in parts]
@@ -158,6 +161,8 @@ def build_record(
 
 
 _UNITS = {key: CATALOG.field(key).unit for key in FIELD_KEYS}
+_NULL_DISTRIBUTION = scoring.distribution_parts(FIELD_KEYS[0], None)  # the same for every key
+_NULL_SIGNALS = tuple(signals.field_signal_parts(FIELD_KEYS[0], None, "", None)[0])  # text and key unused
 
 
 # ---- construction without validation -----------------------------------------------------------

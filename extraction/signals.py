@@ -97,13 +97,13 @@ def _first_grounded(value: float, factors: frozenset[float], text: str) -> int |
     if table is None:
         return next((i for i, (number, _, _) in enumerate(candidates) if any(close(value, number * f) for f in factors)), None)
     numbers, indexes = table
-    tolerance = max(0.01, 0.005 * abs(value))
+    tolerance = max(0.01, 0.005 * abs(value))  # close(value, x) is abs(value - x) <= tolerance
     best = None
     for f in factors:
         lo, hi = (value - tolerance) / f, (value + tolerance) / f
         slack = 1e-9 * (abs(lo) + abs(hi)) + 1e-300  # a little wider than exact; ``close`` decides
         for i in range(bisect_left(numbers, lo - slack), bisect_right(numbers, hi + slack)):
-            if close(value, numbers[i] * f) and (best is None or indexes[i] < best):
+            if abs(value - numbers[i] * f) <= tolerance and (best is None or indexes[i] < best):
                 best = indexes[i]
     return best
 

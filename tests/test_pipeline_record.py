@@ -29,3 +29,26 @@ def test_a_nan_sample_fails_validation_as_before():
     output = BackendOutput(samples=[Sample(values=values, category=None)] * 3)
     with pytest.raises(ValidationError):
         build_record(envelope, envelope.text, output, NullBackend(), n_samples=3, threshold=0.7, combiner="published")
+
+
+def test_copies_of_one_sample_give_the_record_of_equal_distinct_samples():
+    """The deterministic backend's shortcut (one sample object repeated) is the general vote."""
+    extractor = Extractor("rules")
+    for txt in sorted(DEV_DIR.glob("*.txt"))[:4]:
+        text = extractor.prepare(txt.read_text())
+        envelope = ReportEnvelope(source_format="text", report_id=txt.stem, text=txt.read_text())
+        output = extractor.backend.extract(text, n_samples=3)
+        distinct = BackendOutput(samples=[Sample.model_validate(output.samples[0].model_dump()) for _ in range(3)])
+        for reference in (None, {key: 1.0 for key in FIELD_KEYS}):
+            records = [build_record(envelope, text, out, extractor.backend, n_samples=3, threshold=0.7,
+                                    combiner=combiner, reference=reference).model_dump_json(exclude={"extracted_at"})
+                       for out in (output, distinct) for combiner in ("published", "extended")]
+            assert records[:2] == records[2:]
+
+
+def test_null_shortcuts_are_what_the_scores_give():
+    from extraction import pipeline, scoring, signals
+
+    for key in FIELD_KEYS:
+        assert scoring.distribution_parts(key, None) == pipeline._NULL_DISTRIBUTION
+        assert tuple(signals.field_signal_parts(key, None, "LVEF 55 %", None)[0]) == pipeline._NULL_SIGNALS
