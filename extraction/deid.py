@@ -226,14 +226,18 @@ class Deidentifier:
 def _scrub(text: str, view: str, counts: dict[str, int]) -> tuple[str, str]:
     """The scrubbed text and its markup-free view (same length, so matches found on the view are
     replaced at the same places in the text)."""
+    # replacements are ASCII: a view without other digits keeps none
+    ascii_digits = view.isascii() or not any(c.isdecimal() for c in _NON_ASCII.findall(view))
     for name, pattern, replacement in _SCRUBBERS:
         if pattern is CARET_NAME_RE:
             if "^" not in view:
                 continue
             matches = _in_lines_with(_CARET_LETTER, pattern, view)
-        elif pattern is DATE_RE and _DATE_TAIL_RE.search(view) is None:
-            matches = NUMERIC_DATE_RE.finditer(view)
         else:
+            if pattern is DATE_RE and _DATE_TAIL_RE.search(view) is None:
+                pattern = NUMERIC_DATE_RE
+            if ascii_digits:
+                pattern = _ASCII_LEAD.get(pattern, pattern)
             matches = pattern.finditer(view)
         pieces_text: list[str] = []
         pieces_view: list[str] = []
@@ -336,6 +340,22 @@ def _name_replacement(match: re.Match[str]) -> str:
         return match.group(0)
     return f"{title}{gap}[NAME]"
 
+
+def _ascii_lead(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """``pattern`` with its leading ``\\d`` as ``0-9``: the same matches in a text whose digits
+    are all ASCII (``\\d`` is every Unicode decimal digit), and a faster scan (a bitmap class
+    instead of a Unicode category test at every character)."""
+    source = pattern.pattern
+    if source.startswith("\\d"):
+        source = "[0-9]" + source[2:]
+    else:
+        assert source.startswith("[") and "\\d" in source[:source.index("]")], source
+        source = source.replace("\\d", "0-9", 1)
+    return re.compile(source, pattern.flags)
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_ASCII_LEAD = {p: _ascii_lead(p) for p in (ADDRESS_RE, DATE_RE, NUMERIC_DATE_RE, PHONE_RE, LONG_ID_RE)}
 
 # (kind, pattern, replacement), applied in this order
 _SCRUBBERS = [

@@ -91,6 +91,7 @@ def build_record(
     # an infinity in a sample makes NaN scores) and sends such a record through full validation.
     # Scores are never changed after this; equal scores of one record share one instance.
     made: dict[tuple[str, float, str], Score] = {}
+    null_scores: list[Score] | None = None
     fields: list[FieldResult] = []
     in_range = True
     stability_parts, distribution_parts = scoring.stability_parts, scoring.distribution_parts
@@ -111,7 +112,12 @@ def build_record(
             extra, grounded_at = signal_parts(key, value, text, reference)
         parts = [("stability", stab, stab_reason), ("consistency", cons, cons_reason),
                  ("distribution", dist, dist_reason), *extra]
-        scores = [made.get(part) or _shared_score(made, part) for part in parts]
+        if copies and value is None and reference is None:  # the same parts for every such field
+            if null_scores is None:
+                null_scores = [made.get(part) or _shared_score(made, part) for part in parts]
+            scores = list(null_scores)
+        else:
+            scores = [made.get(part) or _shared_score(made, part) for part in parts]
         if not samples:
             confidence = 0.0
         elif published:  # scoring.combine, 'published'

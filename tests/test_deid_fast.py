@@ -112,3 +112,12 @@ def test_present_words_find_the_lines_the_full_list_finds():
         keyword = keywords._keyword_words(text)
         assert (deid._lines_of(keyword, text) if keyword else set()) == reference._lines_of(
             reference.Deidentifier()._keyword_lower_re, text)
+
+
+def test_ascii_lead_variants_match_where_every_digit_is_ascii():
+    assert all(bool(re.fullmatch(r"\d", chr(c))) == chr(c).isdecimal() for c in range(0x110000))
+    texts = [t for t in _random_texts(3000, seed=37) if not any(c.isdecimal() and not c.isascii() for c in t)]
+    assert len(texts) > 1000
+    for pattern, variant in deid._ASCII_LEAD.items():
+        for text in texts:
+            assert _matches(variant, text) == _matches(pattern, text), text
