@@ -64,19 +64,32 @@ MAX_CONTROL_SHARE = 0.01
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _DIGIT = re.compile(r"\d")
+PREFIX_WORDS_CHARS = 600  # looks_like_text reads this many characters first
+_PREFIX_CUT = re.compile(r"[^A-Za-z]")
 
 
 def looks_like_text(text: str) -> bool:
-    """Random bytes or characters are no report: no value may come out of them."""
+    """Random bytes or characters are no report: no value may come out of them.
+
+    A report passes on its first words: once the known words of a prefix reach the share of the
+    most words the whole sample could hold, the rest cannot change the answer.
+    """
     sample = text[:NOISE_SAMPLE]
     if not sample:
         return True
-    if len(_CONTROL.findall(sample)) > MAX_CONTROL_SHARE * len(sample):
+    if _CONTROL.search(sample) is not None and len(_CONTROL.findall(sample)) > MAX_CONTROL_SHARE * len(sample):
         return False
-    words = _WORD.findall(sample.lower())
+    known_word = _known_words().__contains__
+    lowered = sample.lower()
+    cut = _PREFIX_CUT.search(lowered, min(len(lowered), PREFIX_WORDS_CHARS))  # between two words
+    if cut is not None:
+        most = (len(lowered) + 1) // 4  # every word takes 3 letters and a separator
+        if sum(map(known_word, _WORD.findall(lowered, 0, cut.start()))) >= MIN_KNOWN_SHARE * most:
+            return True
+    words = _WORD.findall(lowered)
     if len(words) < 20:
         return True  # too short to judge: 'LVEF 55 %' is a fine report line
-    known = sum(map(_known_words().__contains__, words))
+    known = sum(map(known_word, words))
     return known >= MIN_KNOWN_SHARE * len(words)
 
 
@@ -172,7 +185,7 @@ class DocumentReader:
                 continue
             if grid is not None:
                 out.extend(grid.finish())
-            plain = all(t.flag for t in toks if t.kind == "num")  # a header holds no value
+            plain = digitless or all(t.flag for t in toks if t.kind == "num")  # a header holds no value
             grid = detect_header(line, toks, items, start) if plain else None
             if grid is not None:
                 grid.comma = line != raw and "," in raw and raw.count(",") == line.count("|")
@@ -220,7 +233,7 @@ class DocumentReader:
         negation the heading puts on the line ('Stress perfusion: ...', 'Prior study: ...').
         """
         first = _content_start(items)
-        colon = next((i for i, it in enumerate(items) if it.kind == "mark" and it.text == ":"), None)
+        colon = _colon(items)
         if colon is None or colon == 0:
             return first, None
         head = items[:colon]
@@ -240,6 +253,17 @@ class DocumentReader:
         negs = [it.entry.neg for it in head if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
         content = items[colon + 1].start if colon + 1 < len(items) else first
         return content, negs[0] if negs else None
+
+
+def _colon(items: tuple[Item, ...]) -> int | None:
+    """Index of the first ':' item (most lines have none: one pass over the texts finds that)."""
+    texts = [it.text for it in items]
+    if ":" not in texts:
+        return None
+    for i, it in enumerate(items):
+        if it.kind == "mark" and it.text == ":":
+            return i
+    return None
 
 
 def _content_start(items: list[Item]) -> int:

@@ -49,6 +49,7 @@ DEFAULT_SLOTS = ("contrast", "tissue")  # heading slots a label may inherit ("Po
 QUALIFIER_SLOTS = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
 TRAILING_SLOTS = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
 CORRECTION_PRIORITY = 9  # 'Correction: ... the correct value is 85 g' overrides the original report
+_WORD_SPECIAL = frozenset(CHAMBER_WORDS) | {"respectively"}  # words ``_word`` does more for than count
 
 
 @dataclass(slots=True)
@@ -193,18 +194,21 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     items: list[Item] = []
     # word, start, end, tied by '_', Title-case, the joint before it ('-', '_', '.' or ''), in capitals
     run: list[tuple[str, int, int, bool, bool, str, bool]] = []
+    words: list[str] = []  # run[i][0]: phrase keys are slices of it
     entries, longest, vocab, known, corrected = lex.entries, lex.longest, lex.vocab, lex.known, lex.corrected
+    heads = lex.heads
 
     def flush() -> None:
         unit_item = None
         if len(run) > 1 and run[-1][3]:
             for k in range(min(4, len(run) - 1), 0, -1):
                 tail = run[-k:]
-                if all(r[3] for r in tail) and tuple(r[0] for r in run[-k - 1:]) not in entries:
-                    spelled = "/".join(r[0] for r in tail)
+                if all(r[3] for r in tail) and tuple(words[-k - 1:]) not in entries:
+                    spelled = "/".join(words[-k:])
                     if canonical_unit(spelled) is not None:
                         unit_item = Item("unit", tail[0][1], tail[-1][2], spelled)
                         del run[-k:]
+                        del words[-k:]
                         break
         i, size = 0, len(run)
         while i < size:
@@ -212,9 +216,11 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
             n = longest.get(word, 0)  # most words start no phrase: 0
             if n > size - i:
                 n = size - i
+            if n > 1 and (word, words[i + 1]) not in heads:
+                n = 1  # no phrase starts with these two words
             entry = None
             while n:  # the longest phrase first
-                key = (word,) if n == 1 else tuple([r[0] for r in run[i:i + n]])
+                key = (word,) if n == 1 else tuple(words[i:i + n])
                 entry = entries.get(key)
                 if entry is not None and entry.abbr and n == 1 and title:
                     entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
@@ -222,7 +228,8 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                     break
                 n -= 1
             if entry is not None:
-                items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2], " ".join(key), entry))
+                items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2],
+                                  word if n == 1 else " ".join(key), entry))
                 i += n
             else:
                 after = run[i + 1][5] if i + 1 < size else ""
@@ -235,6 +242,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                     items.append(Item("word", start, stop, word))
                 i += 1
         run.clear()
+        words.clear()
         if unit_item is not None:
             items.append(unit_item)
 
@@ -252,6 +260,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 if view is not None:  # '(4-camber)'
                     word = view
             run.append((word, t.start, t.end, tie and t.spaces == 0, t.title, glue if t.spaces == 0 else "", t.caps))
+            words.append(word)
             last_word, tie, glue = True, False, ""
             continue
         if kind == "mark" and run and last_word:
@@ -266,6 +275,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 continue  # 'lv.edv', 't1n.blood': an identifier
             if text == "/" and nxt is not None and nxt.kind == "word":
                 run.append(("/", t.start, t.end, False, False, "", False))
+                words.append("/")
                 last_word = tie = False
                 glue = ""
                 continue
@@ -274,7 +284,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
             flush()
         last_word = False
         if kind == "num":
-            items.append(Item("num", t.start, t.value_end, t.text, None, t))
+            items.append(Item("num", t.start, max(t.end, t.end2, t.unit_end), t.text, None, t))  # t.value_end
         elif kind == "unit":
             items.append(Item("unit", t.start, t.end, t.unit or "", None, t))
         else:
@@ -351,30 +361,53 @@ class LineParser:
         self.last_col: Column | None = None
         self.last_num_item = -10
         prev: Item | None = None
+        # Words and marks, most of the items, are handled inline (a method call each cost more
+        # than the work); see ``_word`` and ``_mark`` for what they do.
         for idx, it in enumerate(items):
             kind = it.kind
             self.idx = idx
-            if kind == "word" and prev is not None and prev.kind == "word" and (prev.unknown or it.unknown):
-                groups = unread_chamber(prev, it)
-                if groups:
-                    ctx.mention_unread(groups)
-            if kind == "term":
-                self._term(it)
-            elif kind == "neg":
-                self._neg(it)
-            elif kind == "word":
-                self._word(it)
-            elif kind == "mark":
-                if it.text in ".;" and _is_boundary(it, prev, line) and not (self.correction and it.text == ";"):
+            if kind == "mark":
+                t = it.text
+                if (t == "." or t == ";") and _is_boundary(it, prev, line) and not (self.correction and t == ";"):
                     self._retract_if_pending()
                     self._reset()
-                else:
-                    self._mark(it)
+                else:  # _mark
+                    if t == ",":
+                        self.unk_pending = False
+                    if t == ":" or t == "=":
+                        if self.label is not None:
+                            self.label.closed = True
+                        self.joiner_only = False
+                    elif t not in LIST_MARKS and t != "|":
+                        if not (t in "()[]" and self.label is not None and not self.label.bound):
+                            self.joiner_only = False
+            elif kind == "word":
+                if prev is not None and prev.kind == "word" and (prev.unknown or it.unknown):
+                    groups = unread_chamber(prev, it)
+                    if groups:
+                        ctx.mention_unread(groups)
+                if it.unknown or it.text in _WORD_SPECIAL:
+                    self._word(it)
+                else:  # _word, for a word that is no chamber, no 'respectively' and readable
+                    self.gap += 1
+                    if self.orphan_age is not None:
+                        self.orphan_age += 1
+                    if it.text not in LIST_WORDS:
+                        self.joiner_only = False
+                    self.pending_age += 1
+                    if self.block:
+                        self.block -= 1
+                    if self.post_window:
+                        self.post_window -= 1
+            elif kind == "term":
+                self._term(it)
+            elif kind == "num":
+                self._num(it, idx, items)
+            elif kind == "neg":
+                self._neg(it)
             elif kind == "unit":
                 if self.row is None and self.label is not None and not self.label.bound:
                     self.label.unit = it.text
-            elif kind == "num":
-                self._num(it, idx, items)
             prev = it
         self._retract_if_pending()
         return self.out

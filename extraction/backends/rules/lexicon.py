@@ -95,6 +95,7 @@ class Lexicon:
         self.longest: dict[str, int] = {}  # first word -> longest phrase starting with it
         for k in self.entries:
             self.longest[k[0]] = max(self.longest.get(k[0], 0), len(k))
+        self.heads = frozenset(k[:2] for k in self.entries if len(k) > 1)  # first two words of the longer phrases
         self._build_fuzzy()
 
     # -- building ---------------------------------------------------------------------------

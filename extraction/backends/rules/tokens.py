@@ -111,60 +111,64 @@ def tokenize(line: str) -> list[Token]:
     """Split one line into tokens; numbers carry their unit; unusable numbers are flagged.
 
     ``findall`` returns one tuple per token (leading spaces first), so positions are running
-    sums: no match objects in the loop, the hot path of the whole extractor.
+    sums: no match objects in the loop, the hot path of the whole extractor. The last token is
+    kept in a local (``prev``) and the cheap tests that rule out a standalone unit come first.
     """
     toks: list[Token] = []
     append = toks.append
     skip = 0  # end of the unit the last number consumed
     pos = 0
     has_num = False
+    prev: Token | None = None  # toks[-1]
     for sp, word, shape, _, num, mark in _MASTER.findall(line):
         spaces = len(sp)
         begin = pos + spaces
         if word:
-            end = begin + len(word)
-            pos = end
+            pos = end = begin + len(word)
             if begin < skip:
                 continue
-            prev = toks[-1] if toks else None
-            if prev is None or spaces >= 2 or (prev.kind == "mark" and prev.text in "[(|"):
+            if word[0] in _UNIT_FIRST and (prev is None or spaces >= 2 or (prev.kind == "mark" and prev.text in "[(|")):
                 unit = _standalone_unit(line, toks, begin, spaces)
                 if unit is not None:
                     append(unit)
+                    prev = unit
                     skip = unit.end
                     continue
-            title = len(word) >= 4 and word[0].isupper() and word[1:].islower()
-            append(Token("word", begin, end, word.lower(), spaces, None, title, word.isupper()))
+            prev = Token("word", begin, end, word.lower(), spaces, None,
+                         len(word) >= 4 and word[0].isupper() and word[1:].islower(), word.isupper())
+            append(prev)
         elif mark:
-            end = pos = begin + 1
+            pos = end = begin + 1
             if begin < skip:
                 continue
             unit = _standalone_unit(line, toks, begin, spaces) if mark == "%" else None
-            append(unit or Token("mark", begin, end, mark, spaces))
+            prev = unit or Token("mark", begin, end, mark, spaces)
+            append(prev)
         elif num:
-            end = pos = begin + len(num)
+            pos = end = begin + len(num)
             if begin < skip:
                 continue
-            tok = Token("num", begin, end, num, spaces, float(num) if "," not in num else parse_number(num))
-            _attach_unit(line, tok)
-            append(tok)
-            skip = tok.unit_end
+            prev = Token("num", begin, end, num, spaces, float(num) if "," not in num else parse_number(num))
+            _attach_unit(line, prev)
+            append(prev)
+            skip = prev.unit_end
             has_num = True
         else:
             text = shape
-            end = pos = begin + len(text)
+            pos = end = begin + len(text)
             if begin < skip:
                 continue
             m = _SHAPES.match(line, begin)  # the same alternative as in _MASTER, at the same place
             if m.group("ftin"):
                 inches = int(m.group("ft")) * 12 + float(m.group("inch"))
-                append(Token("num", begin, end, text, spaces, value=inches, unit="in", unit_start=end, unit_end=end))
+                prev = Token("num", begin, end, text, spaces, value=inches, unit="in", unit_start=end, unit_end=end)
                 has_num = True
             elif m.group("view"):
-                append(Token("word", begin, end, text[0] + "ch", spaces, flag="view"))
+                prev = Token("word", begin, end, text[0] + "ch", spaces, flag="view")
             else:
-                append(Token("num", begin, end, text, spaces, flag="junk"))
+                prev = Token("num", begin, end, text, spaces, flag="junk")
                 has_num = True
+            append(prev)
     if "[" in line or "{" in line:
         toks = _coded_units(line, toks)
     if has_num:  # both only ever touch numbers
@@ -335,27 +339,26 @@ def _to_number(toks: list[Token], i: int) -> bool:
 def _flag_numbers(line: str, toks: list[Token]) -> None:
     """Ranges, slash pairs, comparators, dimensions, list markers, counts and durations."""
     first_real = next((i for i, t in enumerate(toks) if not (t.kind == "mark" and t.text in "-*#>")), None)
+    last = len(toks) - 1
     for i, tok in enumerate(toks):
         if tok.kind != "num" or tok.flag:
             continue
         prev = toks[i - 1] if i > 0 else None
         prev2 = toks[i - 2] if i > 1 else None
-        nxt = toks[i + 1] if i + 1 < len(toks) else None
-        nxt2 = toks[i + 2] if i + 2 < len(toks) else None
-        # comparators and '+/-' tolerances
-        if prev is not None and prev.kind == "mark" and prev.text in "<>" and not (
-                prev.text == ">" and prev.spaces == 0 and prev2 is not None and prev2.kind == "word"):
-            tok.flag = "junk"  # '<50%', '> 55 %' (but '<td>55' is a markup tag, not a comparator)
-        elif prev is not None and prev.kind == "mark" and prev.text == "=" and prev2 is not None and prev2.text in "<>":
-            tok.flag = "junk"
-        elif prev is not None and prev.kind == "mark" and prev.text == "-" and prev2 is not None and prev2.text == "/":
-            tok.flag = "junk"
-        elif prev is not None and prev.kind == "word" and (prev.text in COMPARATOR_WORDS or prev.text == "x"):
-            tok.flag = "junk"
-        elif prev is not None and prev.text == "to" and prev2 is not None and prev2.text == "up":
-            tok.flag = "junk"  # 'up to 25 mm
-        elif prev is not None and prev.kind == "mark" and prev.text == "*" and prev2 is not None and prev2.kind == "num":
-            tok.flag = "junk"
+        nxt = toks[i + 1] if i < last else None
+        nxt2 = toks[i + 2] if i + 1 < last else None
+        if prev is not None:
+            # comparators and '+/-' tolerances (every test below gives 'junk': grouped by the kind before)
+            pk, pt = prev.kind, prev.text
+            if pk == "mark":
+                if (pt in "<>" and not (pt == ">" and prev.spaces == 0 and prev2 is not None and prev2.kind == "word")) \
+                        or (prev2 is not None and ((pt == "=" and prev2.text in "<>") or (pt == "-" and prev2.text == "/")
+                                                   or (pt == "*" and prev2.kind == "num"))):
+                    tok.flag = "junk"  # '<50%', '> 55 %' (but '<td>55' is a markup tag, not a comparator)
+            elif pk == "word" and (pt in COMPARATOR_WORDS or pt == "x"):
+                tok.flag = "junk"
+            if pt == "to" and prev2 is not None and prev2.text == "up":
+                tok.flag = "junk"  # 'up to 25 mm
         if (prev is not None and prev.kind == "word" and prev.text in MONTHS) or \
                 (nxt is not None and nxt.kind == "word" and nxt.text in MONTHS):
             tok.flag = "junk"  # 'January 15, 2021', '15 Jan 2021'
