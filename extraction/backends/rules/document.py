@@ -64,7 +64,7 @@ MAX_CONTROL_SHARE = 0.01
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _DIGIT = re.compile(r"\d")
-PREFIX_WORDS_CHARS = 600  # looks_like_text reads this many characters first
+PREFIX_WORDS_CHARS = 900  # looks_like_text reads this many characters first
 _PREFIX_CUT = re.compile(r"[^A-Za-z]")
 
 
@@ -83,8 +83,9 @@ def looks_like_text(text: str) -> bool:
     lowered = sample.lower()
     cut = _PREFIX_CUT.search(lowered, min(len(lowered), PREFIX_WORDS_CHARS))  # between two words
     if cut is not None:
-        most = (len(lowered) + 1) // 4  # every word takes 3 letters and a separator
-        if sum(map(known_word, _WORD.findall(lowered, 0, cut.start()))) >= MIN_KNOWN_SHARE * most:
+        first = _WORD.findall(lowered, 0, cut.start())
+        most = len(first) + (len(lowered) - cut.start() + 1) // 4  # a later word takes a separator and 3 letters
+        if sum(map(known_word, first)) >= MIN_KNOWN_SHARE * most:
             return True
     words = _WORD.findall(lowered)
     if len(words) < 20:

@@ -750,7 +750,8 @@ class LineParser:
         guarded = lab.unknown or (col is not None and col.unknown)
         t1_default = not (lab.column_only or self.ctx.head_unknown)
         side_default = t1_default and not self.ctx.para_unknown
-        vside, aside = (None, None) if lab.column_only or guarded else (self.ctx.vside(), self.ctx.aside())
+        ctx = self.ctx
+        vside, aside = (None, None) if lab.column_only or guarded else (ctx.para_v or ctx.head_v, ctx.para_a or ctx.head_a)
         for try_unit in (unit, None) if unit and unit.lower() in WEAK_UNITS else (unit,):
             cu = canonical_unit(try_unit) if try_unit else None
             k = key or self.lex.resolve(slots, cu, vside, aside, guarded, side_default, t1_default)
@@ -772,7 +773,7 @@ class LineParser:
                 priority = 3
             if self.correction:
                 priority = CORRECTION_PRIORITY
-            value_end = tok.value_end
+            value_end = max(tok.end, tok.end2, tok.unit_end)  # tok.value_end, without the property call
             number = self.line[tok.start:value_end]
             original = number if (tok.unit or not try_unit) else f"{number} {try_unit}"
             spans = [(tok.start, value_end)] if lab.abs_span else [(lab.start, lab.end), (tok.start, value_end)]
