@@ -31,6 +31,7 @@ NULL_GROUNDING = DEFAULT
 # (?<![\w.])(?:\d+(?:[.,]\d+)*|\.\d+), written to start with a character class (Python's re then
 # skips to digits and dots instead of trying every position; see extraction/deid.py)
 _NUMBER_RE = re.compile(r"[\d.](?<![\w.][\d.])(?:(?<=\d)\d*(?:[.,]\d+)*|(?<=\.)\d+)")
+_ASCII_NUMBER_RE = re.compile(r"[0-9.]" + _NUMBER_RE.pattern[5:])  # for ASCII text (cleaned text is)
 _FEET_INCHES_RE = re.compile(r"(\d\d*)\s*(?:'|ft\.?|feet)\s*(\d+(?:\.\d+)?)\s*(?:\"|''|in\.?|inches)?", re.IGNORECASE)
 
 
@@ -57,17 +58,33 @@ def _candidates(text: str) -> tuple[tuple[float, int, int], ...]:
     """(number, start, end) for every number written in the text, plus feet+inches heights in cm.
     Cached: the 52 fields of one report scan the same text."""
     found = []
-    for m in _NUMBER_RE.finditer(text):
+    ascii_text = text.isascii()
+    for m in (_ASCII_NUMBER_RE if ascii_text else _NUMBER_RE).finditer(text):
         written = m.group()
         # no comma and at most one '.': parse_number's answer is float() of it (~4x faster)
         number = float(written) if "," not in written and written.count(".") < 2 else parse_number(written)
         if number is not None:
             found.append((number, *m.span()))
-    lowered = text.lower()
-    if "'" in text or "ft" in lowered or "feet" in lowered:  # in every feet+inches match
+    if not ascii_text or _feet_marker_after_digit(text):
         for m in _FEET_INCHES_RE.finditer(text):
             found.append((float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()))
     return tuple(found)
+
+
+def _feet_marker_after_digit(text: str) -> bool:
+    """Whether an ASCII text has ' or ft or feet (any case) after a digit and spaces, as every
+    feet+inches match has: most texts have none (an apostrophe follows a letter)."""
+    lowered = text.lower()  # ASCII: same length, same positions
+    for marker in ("'", "ft", "feet"):
+        position = lowered.find(marker)
+        while position >= 0:
+            before = position - 1
+            while before >= 0 and lowered[before].isspace():  # str.isspace is what \s matches
+                before -= 1
+            if before >= 0 and lowered[before].isdecimal():
+                return True
+            position = lowered.find(marker, position + 1)
+    return False
 
 
 @lru_cache(maxsize=16)

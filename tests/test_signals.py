@@ -112,3 +112,23 @@ def test_missing_rules_backend_means_no_agreement(monkeypatch):
     reference = signals.RulesReference()
     assert reference(TEXT) is None
     assert reference._unavailable
+
+
+def test_number_candidates_are_the_published_scan():
+    """The faster scan (class-led pattern, float() for plain numbers, feet+inches only after a
+    digit) finds what the published patterns and parse_number find."""
+    import random
+    import re
+
+    from extraction.normalize import parse_number
+
+    number = re.compile(r"(?<![\w.])(?:\d+(?:[.,]\d+)*|\.\d+)")
+    feet = re.compile(r"(\d+)\s*(?:'|ft\.?|feet)\s*(\d+(?:\.\d+)?)\s*(?:\"|''|in\.?|inches)?", re.IGNORECASE)
+    tokens = ["1", "12", ".", ",", "a", " ", "\n", "\t", "'", "ft", "FT", "feet", "in", "''", '"', "09", "x1", "\u0663"]
+    rng = random.Random(4)
+    for _ in range(20000):
+        text = "".join(rng.choice(tokens) for _ in range(rng.randint(1, 25)))
+        expected = [(parse_number(m.group()), m.start(), m.end()) for m in number.finditer(text)]
+        expected = [c for c in expected if c[0] is not None]
+        expected += [(float(m.group(1)) * 30.48 + float(m.group(2)) * 2.54, m.start(), m.end()) for m in feet.finditer(text)]
+        assert repr(signals._candidates.__wrapped__(text)) == repr(tuple(expected)), text
