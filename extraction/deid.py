@@ -164,7 +164,9 @@ DASH_SIGNATURE_RE = _line_local(rf"^\s*[-/~]{{1,3}}\s*{_NAME_TOKEN}(?:\s{_NAME_T
 CARET_NAME_RE = re.compile(rf"(?<!{_LETTER}){_LETTER}(?:{_LETTER}|['\-])*(?:\^{_LETTER}(?:{_LETTER}|['\-. ])*)+")
 _CARET_LETTER = re.compile(rf"\^{_LETTER}")  # in every caret name: lines without one are not scanned
 # a whole line, or a ';' / '|' / tab / wide-space delimited cell, that is only name-shaped words
-_CELL_SPLIT = re.compile(r"(\s*[;|\t]\s*|\s{3,}|\s+/\s+)")
+# published: (\s*[;|\t]\s*|\s{3,}|\s+/\s+), led by its first character's class (a tab at the start
+# is the zero-length \s* before [;|\t])
+_CELL_SPLIT = re.compile(r"([\s;|](?:(?<=[;|])\s*|(?<=\s)\s*[;|\t]\s*|(?<=\t)\s*|(?<=\s)\s{2,}|(?<=\s)\s*/\s+))")
 _BARE_NAME = re.compile(rf"(?:{_NAME_TOKEN})(?:\s+{_NAME_TOKEN}){{1,4}}")
 _TWO_NAME_WORDS = _line_local(rf"[{_UPPER}][{_LOWER}'][^\s;|]*\s+(?:[{_UPPER}]|(?:van|von|de|da|di|del|du|la|le|al|el|bin|ter|ten)\s)")
 MEASUREMENT_RE = _line_local(

@@ -121,3 +121,11 @@ def test_ascii_lead_variants_match_where_every_digit_is_ascii():
     for pattern, variant in deid._ASCII_LEAD.items():
         for text in texts:
             assert _matches(variant, text) == _matches(pattern, text), text
+
+
+def test_cell_split_is_the_published_split():
+    rng = random.Random(43)
+    pieces = [" ", "  ", "\t", ";", "|", "/", "a", "Bo", "\u00a0", "x y", "Tariq Doe", "[ID]"]
+    for _ in range(20000):
+        line = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 20)))
+        assert deid._CELL_SPLIT.split(line) == reference._CELL_SPLIT.split(line), line
