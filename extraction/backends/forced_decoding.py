@@ -89,6 +89,7 @@ class SplitPlan:
     shared: int
     queries: int
     groups: list[tuple[int, int, torch.Tensor, torch.Tensor]]
+    causal: bool = False  # prefill: the queries are keys [shared, end), causal among themselves, no mask built
 
 
 _SPLIT: contextvars.ContextVar[SplitPlan | None] = contextvars.ContextVar("cmrx_split_plan", default=None)
@@ -103,6 +104,8 @@ def split_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan
     rep = h // kv_heads
     scale = scaling if scaling is not None else 1.0 / math.sqrt(d)
     packed = query.reshape(b, kv_heads, rep, q, d)
+    if plan.causal:
+        return _prefill_sdpa(query, key, value, plan.shared, scale)
     shared_out, shared_lse = _FLASH_CPU(packed.reshape(b, kv_heads, rep * q, d), key[:, :, : plan.shared],
                                         value[:, :, : plan.shared], 0.0, False, attn_mask=None, scale=scale)
     shared_out = shared_out.reshape(b, kv_heads, rep, q, d)
@@ -122,6 +125,25 @@ def split_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, plan
         out[:, :, :, start:end] = (shared_out[:, :, :, start:end] * (w1 / total)[..., None]
                                    + own_out * (w2 / total)[..., None])
     return out.reshape(b, h, q, d).transpose(1, 2).contiguous()
+
+
+def _prefill_sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, past: int,
+                  scale: float) -> torch.Tensor:
+    """Prefill after ``past`` cached keys without an explicit [q, past + q] mask (which sends SDPA
+    down a slower masked path): the new tokens attend to the cache unmasked and to themselves
+    with the flash kernel's own causal mask; the two parts are merged by their log-sum-exps."""
+    b, h, q, d = query.shape
+    rep = h // key.shape[1]
+    own_k, own_v = key[:, :, past:].repeat_interleave(rep, 1), value[:, :, past:].repeat_interleave(rep, 1)
+    out, lse = _FLASH_CPU(query, own_k, own_v, 0.0, True, attn_mask=None, scale=scale)
+    if past:
+        old_out, old_lse = _FLASH_CPU(query.reshape(b, key.shape[1], rep * q, d), key[:, :, :past], value[:, :, :past],
+                                      0.0, False, attn_mask=None, scale=scale)
+        old_out, old_lse = old_out.reshape(b, h, q, d), old_lse.reshape(b, h, q)
+        top = torch.maximum(lse, old_lse)
+        w1, w2 = torch.exp(lse - top), torch.exp(old_lse - top)
+        out = (out * w1[..., None] + old_out * w2[..., None]) / (w1 + w2)[..., None]
+    return out.transpose(1, 2).contiguous()
 
 
 def grouped_sdpa(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -372,11 +394,14 @@ class ForcedDecoder:
             _SPLIT.reset(token)
         return out.last_hidden_state[0]
 
+    def _split_ok(self) -> bool:
+        return _FLASH_CPU is not None and self.device.type == "cpu" and self._head_weight.dtype == torch.float32
+
     def _split_plan(self, work: list[_Feed], local: list[list[int]], visible: torch.Tensor, shared: int,
                     length: int) -> SplitPlan | None:
         """Per branch of this pass: the answer slots it sees (its accepted tokens, not other
         branches' or rejected drafts) and its step-local ancestors (see ``SplitPlan``)."""
-        if _FLASH_CPU is None or self.device.type != "cpu" or self._head_weight.dtype != torch.float32:
+        if not self._split_ok():
             return None
         config = self.lm.config
         rep = config.num_attention_heads // getattr(config, "num_key_value_heads", config.num_attention_heads)
@@ -403,7 +428,8 @@ class ForcedDecoder:
         keys = torch.arange(past + q)
         mask = keys[None, :] <= (past + torch.arange(q))[:, None]
         additive = torch.zeros(mask.shape).masked_fill_(~mask, float("-inf"))[None, None]
-        hidden = self._forward(torch.tensor([list(ids)]), (past + torch.arange(q))[None], additive, state.cache)
+        plan = SplitPlan(shared=past, queries=q, groups=[], causal=True) if self._split_ok() else None
+        hidden = self._forward(torch.tensor([list(ids)]), (past + torch.arange(q))[None], additive, state.cache, plan)
         return PromptState(state.cache, past + q, hidden[-1])
 
     # ---- decoding --------------------------------------------------------------------------------
