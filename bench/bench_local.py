@@ -9,6 +9,10 @@ when it is quiet, and repeat.
 
     .venv/bin/python bench/bench_local.py --reports 2              # both decoders, 1 thread
     .venv/bin/python bench/bench_local.py --decoder forced --reports 12 --threads 2
+    .venv/bin/python bench/bench_local.py --decoder forced --reports 2 --threads 2 --modes sampled --no-int8
+
+cpu_s_per_report is process CPU time (all threads); forward passes and tokens fed do not depend on
+the machine's load.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ sys.path.insert(0, str(REPO))
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "dev"
 
 
-def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: int, adapter: str | None = None) -> dict:
+def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: int, adapter: str | None = None,
+            int8: bool | None = None) -> dict:
     """Load once, then time each mode on each report; peak RSS of this process at the end."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from cmrx.config import get_settings
@@ -38,11 +43,12 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: i
     started = time.perf_counter()
     settings = get_settings().model_copy(deep=True)
     settings.llm.adapter = adapter
-    backend = LocalBackend(settings, decoder=decoder, threads=threads)
+    backend = LocalBackend(settings, decoder=decoder, threads=threads, int8=int8)
     load_s = time.perf_counter() - started
     texts = [clean_text(deidentify(p.read_text())) for p in sorted(data.glob("*.txt"))[:reports]]
     result: dict = {"decoder": decoder, "reports": len(texts), "threads": threads, "adapter": adapter,
-                    "load_s": round(load_s, 1)}
+                    "int8": backend.decoder.lm is not backend.base_model, "load_s": round(load_s, 1),
+                    "load_avg_before": os.getloadavg()[0]}
     for mode in modes:
         n = 1 if mode == "greedy" else 3
         seconds, valid, invalid = [], 0, 0
@@ -60,6 +66,7 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: i
         if decoder == "forced":  # deterministic, unlike seconds on a shared machine
             result[mode]["forward_passes_per_report"] = (backend.decoder.forward_passes - passes) / len(texts)
             result[mode]["tokens_fed_per_report"] = (backend.decoder.tokens_fed - fed) / len(texts)
+    result["load_avg_after"] = os.getloadavg()[0]  # the machine is shared: seconds mean little when this is > cores
     result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2)
     return result
 
@@ -72,18 +79,20 @@ def main() -> int:
     parser.add_argument("--modes", default="greedy,sampled", help="greedy (1 sample), sampled (3 samples)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (same for both decoders)")
     parser.add_argument("--adapter", help="LoRA adapter folder (default: the bare base model)")
+    parser.add_argument("--no-int8", dest="int8", action="store_false", default=None,
+                        help="forced decoder on the float model (default on CPU: an int8 copy, adapter merged)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used for the child processes)")
     args = parser.parse_args()
     modes = args.modes.split(",")
     if args.decoder != "both":
-        result = measure(args.decoder, args.data, args.reports, modes, args.threads, args.adapter)
+        result = measure(args.decoder, args.data, args.reports, modes, args.threads, args.adapter, args.int8)
         print(json.dumps(result) if args.json else json.dumps(result, indent=2))
         return 0
     rows = []
     for decoder in ("generate", "forced"):
         cmd = [sys.executable, __file__, "--decoder", decoder, "--data", str(args.data), "--reports", str(args.reports),
                "--modes", args.modes, "--threads", str(args.threads), "--json"] + (
-                   ["--adapter", args.adapter] if args.adapter else [])
+                   ["--adapter", args.adapter] if args.adapter else []) + ([] if args.int8 is None else ["--no-int8"])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'':22}{'load s':>8}" + "".join(f"{m + ' s/report':>20}" for m in modes) + f"{'peak RSS GB':>14}")
