@@ -114,6 +114,7 @@ def test_decoder_runs_an_int8_copy_close_to_the_float_model(backend):
     assert backend.decoder.lm is not backend.base_model
     assert any(isinstance(m, DynamicLinear) for m in backend.decoder.lm.modules())
     assert not any(isinstance(m, DynamicLinear) for m in backend.base_model.modules())
+    assert backend.base_model.dtype == torch.float32  # llm.dtype auto: float32 on every device
     from transformers import DynamicCache
 
     ids = torch.tensor([backend.tokenizer(build_prompt(SHORT))["input_ids"]])

@@ -116,7 +116,7 @@ class LocalBackend(ExtractionBackend):
             folder, gguf = default_model_location()
             source, self.model_label = str(folder), DEFAULT_LABEL
         self.device = _device(llm.device)
-        dtype = torch.float32 if self.device.type == "cpu" else torch.bfloat16  # bf16 decodes slower on CPU
+        dtype = getattr(torch, "float32" if llm.dtype == "auto" else llm.dtype)  # see LLMSettings.dtype
         local = Path(source).is_dir()
         kwargs = {"gguf_file": gguf} if gguf else {}
         try:
