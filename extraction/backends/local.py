@@ -97,7 +97,7 @@ class LocalBackend(ExtractionBackend):
         super().__init__(settings)
         self.decoder_kind = decoder
         self.threads = threads
-        self.int8 = int8
+        self.int8 = self.settings.llm.int8 if int8 is None else int8
         self._lock = threading.RLock()  # one decode at a time; reload waits for it
         self._load_base()
         self.adapter: str | None = None
