@@ -9,7 +9,7 @@ when it is quiet, and repeat.
 
     .venv/bin/python bench/bench_local.py --reports 2              # both decoders, 1 thread
     .venv/bin/python bench/bench_local.py --decoder forced --reports 12 --threads 2
-    .venv/bin/python bench/bench_local.py --decoder forced --reports 2 --threads 2 --modes sampled --no-int8
+    .venv/bin/python bench/bench_local.py --decoder forced --reports 2 --threads 2 --modes sampled --int8
 
 cpu_s_per_report is process CPU time (all threads); forward passes and tokens fed do not depend on
 the machine's load.
@@ -79,8 +79,8 @@ def main() -> int:
     parser.add_argument("--modes", default="greedy,sampled", help="greedy (1 sample), sampled (3 samples)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (same for both decoders)")
     parser.add_argument("--adapter", help="LoRA adapter folder (default: the bare base model)")
-    parser.add_argument("--no-int8", dest="int8", action="store_false", default=None,
-                        help="forced decoder on the float model (default on CPU: an int8 copy, adapter merged)")
+    parser.add_argument("--int8", dest="int8", action="store_true", default=None,
+                        help="forced decoder on an int8 copy, adapter merged (default: settings.llm.int8, off)")
     parser.add_argument("--json", action="store_true", help="print one JSON line (used for the child processes)")
     args = parser.parse_args()
     modes = args.modes.split(",")
@@ -92,7 +92,7 @@ def main() -> int:
     for decoder in ("generate", "forced"):
         cmd = [sys.executable, __file__, "--decoder", decoder, "--data", str(args.data), "--reports", str(args.reports),
                "--modes", args.modes, "--threads", str(args.threads), "--json"] + (
-                   ["--adapter", args.adapter] if args.adapter else []) + ([] if args.int8 is None else ["--no-int8"])
+                   ["--adapter", args.adapter] if args.adapter else []) + (["--int8"] if args.int8 else [])
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
     print(f"{'':22}{'load s':>8}" + "".join(f"{m + ' s/report':>20}" for m in modes) + f"{'peak RSS GB':>14}")

@@ -11,4 +11,8 @@ def shared_local_backend():
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from extraction.backends import get_backend
 
-    return get_backend("local")
+    from cmrx.config import get_settings
+
+    settings = get_settings().model_copy(deep=True)
+    settings.llm.int8 = True  # one load serves both decoders: the int8 copy and the float model
+    return get_backend("local", settings)

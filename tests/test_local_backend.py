@@ -161,15 +161,17 @@ def test_reload_swaps_the_adapter_and_back(backend, tmp_path):
 
 
 def test_int8_is_a_setting_and_off_means_the_float_model(backend, monkeypatch):
-    """llm.int8 reaches the backend (None = on CPU only), and off, the decoder runs the model itself."""
+    """llm.int8 reaches the backend (off by default), and off, the decoder runs the model itself."""
     from cmrx.config import get_settings
     from extraction.backends.local import LocalBackend
 
     monkeypatch.setattr(LocalBackend, "_load_base", lambda self: None)
     monkeypatch.setattr(LocalBackend, "_set_adapter", lambda self, adapter: None)
     settings = get_settings().model_copy(deep=True)
-    settings.llm.int8 = False
     assert LocalBackend(settings).int8 is False
+    settings.llm.int8 = True
+    assert LocalBackend(settings).int8 is True
+    settings.llm.int8 = False
     assert LocalBackend(settings, int8=True).int8 is True
     monkeypatch.setattr(backend, "int8", False)
     assert backend._decoding_model(backend.base_model) is backend.base_model
