@@ -334,3 +334,22 @@ def test_loop_end_to_end(kafka_bootstrap, kafka_topics, tmp_path):
     assert event is not None and event.version == "v0001"
     assert fake.reloaded == [str(Path(result["path"]).resolve())]
     listener.close()
+
+
+def test_optimizer_step_skips_a_non_finite_loss_or_gradient():
+    """A NaN loss or an inf gradient changes no weight; a finite one does (the H100 run hit both)."""
+    torch = pytest.importorskip("torch")
+    from training.trainer import optimizer_step
+
+    layer = torch.nn.Linear(3, 1)
+    params = list(layer.parameters())
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    before = [p.detach().clone() for p in params]
+    x = torch.ones(1, 3)
+
+    assert not optimizer_step(layer(x).sum() * float("nan"), params, optimizer)
+    assert not optimizer_step(layer(x * float("inf")).sum(), params, optimizer)
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+    optimizer.zero_grad()
+    assert optimizer_step(layer(x).sum(), params, optimizer)
+    assert not all(torch.equal(a, b) for a, b in zip(before, params))

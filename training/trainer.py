@@ -278,6 +278,27 @@ def answer_loss(model, batch: list[Encoded], pad_id: int, device: str, autocast=
 # ---- the run ----------------------------------------------------------------------------------
 
 
+def optimizer_step(loss, params, optimizer, scaler=None) -> bool:
+    """Backward, clip to norm 1 and step, unless the loss or the gradient is not finite (then
+    nothing is applied; the caller zeroes the gradients). Returns whether the step was applied."""
+    import torch
+
+    if not torch.isfinite(loss):
+        return False
+    if scaler:  # fp16: the scaler skips a step with inf/NaN gradients itself and lowers its scale
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        return True
+    loss.backward()
+    if not torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
+        return False
+    optimizer.step()
+    return True
+
+
 @dataclass
 class Curve:
     train: list[dict[str, float]] = field(default_factory=list)  # step, loss, token_acc, lr, seconds
@@ -418,39 +439,23 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             batch = [train_set[i] for i in order[index * config.batch_size:(index + 1) * config.batch_size]]
             t0 = time.perf_counter()
             loss, correct, count = answer_loss(model, batch, pad_id, device, autocast() if autocast else None, prefix)
-            if not torch.isfinite(loss):  # one bad batch must not poison the adapter with NaN
-                optimizer.zero_grad(set_to_none=True)
+            if not optimizer_step(loss, params, optimizer, scaler):  # one bad batch must not poison the adapter
                 skipped += 1
-                log.warning("train.nonfinite_loss_skipped", step=step, skipped=skipped)
+                log.warning("train.nonfinite_step_skipped", step=step, skipped=skipped)
                 if skipped > config.max_skipped_steps:
-                    raise RuntimeError(f"{skipped} steps with a non-finite loss: lower --lr or use fp32")
-                step += 1
-                scheduler.step()
-                bar.update(1)
-                continue
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if torch.isfinite(torch.nn.utils.clip_grad_norm_(params, 1.0)):
-                    optimizer.step()
-                else:
-                    skipped += 1
-                    log.warning("train.nonfinite_grad_skipped", step=step, skipped=skipped)
+                    raise RuntimeError(f"{skipped} steps with a non-finite loss or gradient: lower --lr or use fp32")
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             step += 1
             seconds = time.perf_counter() - t0
             step_times.append(seconds)
-            curve.train.append({"step": step, "loss": float(loss.detach()), "token_acc": correct / max(1, count),
-                                "lr": scheduler.get_last_lr()[0], "seconds": seconds,
-                                "tokens": sum(len(e.ids) for e in batch)})
+            loss_value = float(loss.detach())
+            if math.isfinite(loss_value):  # the curve stays valid JSON
+                curve.train.append({"step": step, "loss": loss_value, "token_acc": correct / max(1, count),
+                                    "lr": scheduler.get_last_lr()[0], "seconds": seconds,
+                                    "tokens": sum(len(e.ids) for e in batch)})
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}", acc=f"{correct / max(1, count):.3f}", s=f"{seconds:.1f}")
+            bar.set_postfix(loss=f"{loss_value:.4f}", acc=f"{correct / max(1, count):.3f}", s=f"{seconds:.1f}")
             if config.eval_every and step % config.eval_every == 0:
                 validation_point()
             if config.save_every and step % config.save_every == 0 and step < total:
