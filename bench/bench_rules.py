@@ -14,6 +14,9 @@ reports goes. So:
 * ``synth-sample``: ``data/synth-sample/`` repeated, when it exists (cache warm too).
 
     .venv/bin/python bench/bench_rules.py [--repeat 20] [--synth-n 600] [--seed 9100] [--dev DIR] [--synth DIR]
+
+The first lines say whether the compiled (mypyc) modules ran (``make compile`` builds them) or the .py
+modules (no build of the current sources, or ``CMRX_RULES_COMPILED=0``).
 """
 
 from __future__ import annotations
@@ -86,6 +89,18 @@ def bench_distinct(texts: list[str], warm: list[str]) -> tuple[float, float]:
     return n / (time.perf_counter() - wall), n / (time.process_time() - cpu)
 
 
+def _modules() -> str:
+    """Which modules run: the compiled (mypyc) build or the .py sources."""
+    import extraction.backends.rules as rules
+    from extraction.backends.rules import tokens
+
+    if getattr(rules, "COMPILED", False):
+        return f"compiled (mypyc build {Path(tokens.__file__).parent.parent.name})"
+    why = "CMRX_RULES_COMPILED=0" if os.environ.get("CMRX_RULES_COMPILED", "").strip() == "0" else \
+        "no build of the current sources: make compile"
+    return f"pure Python ({why})"
+
+
 def _report(name: str, texts: list[str], wall: float, cpu: float) -> None:
     mean_kb = sum(len(t) for t in texts) / len(texts) / 1024
     print(f"{name}: {len(texts)} reports, mean {mean_kb:.1f} KB: {wall:.0f} reports/s "
@@ -101,6 +116,7 @@ def main() -> None:
     parser.add_argument("--synth", type=Path, default=SYNTH)
     args = parser.parse_args()
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"rules modules: {_modules()}")
     dev = _prepare(args.dev) if args.dev.is_dir() and any(args.dev.glob("*.txt")) else []
     if not dev:
         print(f"dev: {args.dev} not found, skipped")

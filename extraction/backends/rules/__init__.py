@@ -20,15 +20,34 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
+from extraction.backends.rules import compiled as _compiled
+
+# The mypyc build of the current sources (``python -m extraction.backends.rules.build``), when there
+# is one, goes first on this package's path: then the hot modules imported below are the compiled
+# ones. Without it (or with CMRX_RULES_COMPILED=0) they are the .py modules: the same program.
+_BUILD = _compiled.activate(__path__)
+if _BUILD is not None:
+    try:
+        from extraction.backends.rules import document, grammar, lexicon, tables, tokens  # noqa: F401
+    except ImportError as _exc:  # an unusable build: forget it, the .py modules run
+        import sys as _sys
+
+        print(f"cmrx rules: compiled build {_BUILD} not importable ({_exc}); using pure Python", file=_sys.stderr)
+        _compiled.deactivate(__path__, _BUILD)
+        _BUILD = None
+
 from extraction.backends.base import BackendOutput, ExtractionBackend, Sample
 from extraction.backends.rules.category import classify
 from extraction.backends.rules.document import MAX_TEXT, DocumentReader, looks_like_text
 from extraction.backends.rules.grammar import Candidate
 from extraction.backends.rules.lexicon import get_lexicon
+from extraction.backends.rules import tokens
 from schemas.catalog import FIELD_KEYS
 from schemas.messages import Evidence, ModelInfo
 
 VERSION = "rules-1"
+# True when the compiled (mypyc) modules run, False for the .py modules (same results).
+COMPILED: bool = _compiled.is_compiled(tokens)
 _DECIMALS = re.compile(r"\d+(?:[.,](\d+))?")
 # A report's evidence is validated in one call (a call per field cost a third more).
 _EVIDENCE = TypeAdapter(dict[str, Evidence])
@@ -121,4 +140,4 @@ class RulesBackend(ExtractionBackend):
                                              evidence=r.evidence)])
 
 
-__all__ = ["RulesBackend", "RulesResult", "extract_rules", "vote"]
+__all__ = ["COMPILED", "RulesBackend", "RulesResult", "extract_rules", "vote"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from typing import Sequence
 
 from extraction.backends.rules.grammar import (CHAMBER_WORDS, Candidate, Context, Item, LineParser, lexicalize,
                                                unread_chamber)
@@ -207,7 +208,9 @@ class DocumentReader:
         prev = None
         for it in items:
             if it.kind == "term":
-                for slot, part in it.entry.parts:
+                entry = it.entry
+                assert entry is not None  # a term item always has its entry
+                for slot, part in entry.parts:
                     if slot == "side":
                         for side in part.split("+"):
                             ctx.mention(side)
@@ -221,13 +224,14 @@ class DocumentReader:
             self._heading(items, ctx)
 
     @staticmethod
-    def _heading(items: list[Item], ctx: Context) -> None:
-        slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term"]
-        negs = [it.entry.neg for it in items if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
+    def _heading(items: Sequence[Item], ctx: Context) -> None:
+        slot_sets = [dict(it.entry.parts) for it in items if it.kind == "term" and it.entry is not None]
+        negs = [it.entry.neg for it in items
+                if it.kind == "neg" and it.entry is not None and it.entry.neg in ("prior", "stress")]
         short = sum(it.kind in ("word", "term", "neg") for it in items) <= HEADING_NEG_MAX_WORDS
         ctx.heading(slot_sets, negs[0] if negs and short else None, any(it.unknown for it in items))
 
-    def _prefix_heading(self, items: list[Item], ctx: Context) -> tuple[int, str | None]:
+    def _prefix_heading(self, items: Sequence[Item], ctx: Context) -> tuple[int, str | None]:
         """'RIGHT VENTRICLE: EDV ...' -> context RV for this line and the next ones.
 
         Returns where the line's content starts (after bullets and the heading) and the
@@ -239,11 +243,12 @@ class DocumentReader:
             return first, None
         head = items[:colon]
         words = [it for it in head if it.kind in ("word", "term", "neg")]
-        if len(words) > PREFIX_MAX_WORDS or any(it.kind == "unit" or (it.kind == "num" and it.tok.unit) for it in head):
+        if len(words) > PREFIX_MAX_WORDS or any(it.kind == "unit" or (it.kind == "num" and it.tok is not None and it.tok.unit) for it in head):
             return first, None  # 'Prior study (2019):' is a heading, 'HR 60 bpm:' is not
-        if any(it.kind == "term" and any(s == "qty" for s, _ in it.entry.parts) for it in head):
+        if any(it.kind == "term" and it.entry is not None and any(s == "qty" for s, _ in it.entry.parts) for it in head):
             return first, None  # 'LA VOLUME: 85 ml' is a label, not a heading
-        sides = [dict(it.entry.parts) for it in head if it.kind == "term" and any(s == "side" for s, _ in it.entry.parts)]
+        sides = [dict(it.entry.parts) for it in head
+                 if it.kind == "term" and it.entry is not None and any(s == "side" for s, _ in it.entry.parts)]
         unknown = any(it.unknown for it in head)  # 'XQ VENTRICLE:' may name the side its lines are about
         if sides or unknown or any(it.text in SECTION_RESET for it in head if it.kind == "word"):
             ctx.heading(sides, None, unknown)
@@ -251,12 +256,13 @@ class DocumentReader:
         if chambers and not sides:  # 'Systemic ventricle:': a chamber whose side we cannot tell
             ctx.heading([], None, unknown)
             ctx.mention_unread(chambers)
-        negs = [it.entry.neg for it in head if it.kind == "neg" and it.entry.neg in ("prior", "stress")]
+        negs = [it.entry.neg for it in head
+                if it.kind == "neg" and it.entry is not None and it.entry.neg in ("prior", "stress")]
         content = items[colon + 1].start if colon + 1 < len(items) else first
         return content, negs[0] if negs else None
 
 
-def _colon(items: tuple[Item, ...]) -> int | None:
+def _colon(items: Sequence[Item]) -> int | None:
     """Index of the first ':' item (most lines have none: one pass over the texts finds that)."""
     texts = [it.text for it in items]
     if ":" not in texts:
@@ -267,7 +273,7 @@ def _colon(items: tuple[Item, ...]) -> int | None:
     return None
 
 
-def _content_start(items: list[Item]) -> int:
+def _content_start(items: Sequence[Item]) -> int:
     for it in items:
         if it.kind == "mark" and it.text in BULLETS:
             continue
@@ -279,12 +285,13 @@ def _content_start(items: list[Item]) -> int:
     return 0
 
 
-def _measurement(items: list[Item]) -> bool:
+def _measurement(items: Sequence[Item]) -> bool:
     """'- ESVi 121' or 'XQ.blood = 1801 ms' gave no value but is no heading: it sets no context."""
-    nums = [it for it in items if it.kind == "num" and not it.tok.flag]
-    return bool(nums) and (any(it.tok.unit and canonical_unit(it.tok.unit) for it in nums) or any(
+    nums = [it.tok for it in items if it.kind == "num" and it.tok is not None and not it.tok.flag]
+    return bool(nums) and (any(t.unit and canonical_unit(t.unit) for t in nums) or any(
         it.kind == "unit" or it.kind == "mark" and it.text == "=" for it in items) or any(
-        it.kind == "term" and any(slot == "qty" for slot, _ in it.entry.parts) for it in items))
+        it.kind == "term" and it.entry is not None and any(slot == "qty" for slot, _ in it.entry.parts)
+        for it in items))
 
 
 def _looks_like_heading(raw: str) -> bool:

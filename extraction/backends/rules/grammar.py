@@ -9,7 +9,7 @@ key=value exports, prose sentences and table rows (a row adds its column's parts
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, Sequence
 
 from extraction.backends.rules.lexicon import ATRIA, VENTRICLES, Entry, Lexicon
 from extraction.backends.rules.tokens import Token
@@ -185,6 +185,10 @@ class Row(Protocol):
     def column(self, tok: Token) -> Column | None: ...
 
 
+# A value waiting for a trailing view/location: (label, column, value, token, unit).
+Awaiting = tuple[Label, "Column | None", float, Token, "str | None"]
+
+
 def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     """Group words into the longest vocabulary phrases; '-' and '_' join words, '/' may too.
 
@@ -316,7 +320,11 @@ def _view_number(items: list[Item]) -> str | None:
     k = len(items) - 1
     if k >= 0 and items[k].kind == "mark" and items[k].text == "-":
         k -= 1
-    if k >= 0 and items[k].kind == "num" and items[k].text in ("2", "3", "4") and not items[k].tok.unit:
+    if k >= 0 and items[k].kind == "num" and items[k].text in ("2", "3", "4"):
+        tok = items[k].tok
+        assert tok is not None  # a number item always has its token
+        if tok.unit:
+            return None
         view = items[k].text + "ch"
         del items[k:]
         return view
@@ -346,7 +354,7 @@ class LineParser:
     def __init__(self, lex: Lexicon) -> None:
         self.lex = lex
 
-    def parse(self, items: list[Item], line: str, ctx: Context, row: Row | None = None,
+    def parse(self, items: Sequence[Item], line: str, ctx: Context, row: Row | None = None,
               line_neg: str | None = None, content_start: int = 0) -> list[Candidate]:
         self.line, self.ctx, self.row, self.line_neg = line, ctx, row, line_neg
         self.content_start = content_start
@@ -416,7 +424,7 @@ class LineParser:
     def _reset(self) -> None:
         self.label: Label | None = None
         self.queue: list[Label] = []
-        self.list_vals: list[tuple[Item, float]] = []  # values waiting for the labels of a list
+        self.list_vals: list[tuple[Token, float]] = []  # values (and their tokens) waiting for the labels of a list
         self.joiner_only = True
         self.gap = 0
         self.pending: str | None = None
@@ -425,7 +433,7 @@ class LineParser:
         self.retract: list[Candidate] | None = None
         self.last_emitted: list[Candidate] = []
         self.post_window = 0
-        self.awaiting: tuple | None = None  # a value waiting for a trailing view/location
+        self.awaiting: Awaiting | None = None  # a value waiting for a trailing view/location
         self.label_emits: list[Candidate] = []
         self.last_bound: Label | None = None
         self.unk_pending = False  # an unreadable word since the last value or clause: the next label owns it
@@ -442,7 +450,9 @@ class LineParser:
         self._retract_if_pending()
         self.post_window = 0
         self.block = 0  # 'normal in size, end-diastolic volume 159 cc': the range word spoke of no number
-        slots = dict(it.entry.parts)
+        entry = it.entry
+        assert entry is not None  # a term item always has its entry
+        slots = dict(entry.parts)
         if self.awaiting is not None and self._complete(slots):
             return
         if self.orphan_age is not None and self.orphan_age <= ORPHAN_REACH and set(slots) <= TRAILING_SLOTS:
@@ -478,12 +488,12 @@ class LineParser:
                     self.last_view = slots["view"]
                 return
         if lab is not None and not lab.bound and lab.has_qty and self.joiner_only and not lab.negated \
-                and ("qty" in slots) and self.gap <= MERGE_GAP and not lab.strict and not it.entry.strict:
+                and ("qty" in slots) and self.gap <= MERGE_GAP and not lab.strict and not entry.strict:
             self.queue.append(lab)
         else:
             self.queue = []
             self.list_vals = []
-        new = Label(slots, it.start, it.end, sides=pair, strict=it.entry.strict, unknown=self.unk_pending)
+        new = Label(slots, it.start, it.end, sides=pair, strict=entry.strict, unknown=self.unk_pending)
         self.label_emits = []
         prev = self.last_bound
         if prev is None and lab is not None and lab.closed and not lab.bound and lab.has_qty:
@@ -506,7 +516,9 @@ class LineParser:
             self.first_label = new
 
     def _neg(self, it: Item) -> None:
-        kind = it.entry.neg
+        entry = it.entry
+        assert entry is not None  # a negator item always has its entry
+        kind = entry.neg
         if self.row is not None and self.first_label is None and kind in ("prior", "stress", "ref"):
             self.row_neg = True  # the row's own label says 'prior', 'stress' or 'normal range'
             return
@@ -583,16 +595,17 @@ class LineParser:
             self.joiner_only = False
 
     # -- numbers ----------------------------------------------------------------------------
-    def _num(self, it: Item, idx: int, items: list[Item]) -> None:
-        self._number(it, idx, items)
+    def _num(self, it: Item, idx: int, items: Sequence[Item]) -> None:
+        tok = it.tok
+        assert tok is not None  # a number item always has its token
+        self._number(tok, idx, items)
         self.unk_pending = False
-        unread = self.row is None and not it.tok.flag and not self.last_emitted and self.awaiting is None
+        unread = self.row is None and not tok.flag and not self.last_emitted and self.awaiting is None
         self.orphan_age = 0 if unread else None
-        if unread and self.sent_unknown and it.tok.unit:
+        if unread and self.sent_unknown and tok.unit:
             self.ctx.mention_unread("VA")  # 'The XQ YZ is dilated, with an AB-CD EF of 301 ml': about what?
 
-    def _number(self, it: Item, idx: int, items: list[Item]) -> None:
-        tok = it.tok
+    def _number(self, tok: Token, idx: int, items: Sequence[Item]) -> None:
         if tok.flag:
             if tok.flag == "range":
                 self.block = 0
@@ -613,21 +626,25 @@ class LineParser:
             self.pending = None
             return
         col = None
-        if self.row is not None:
-            col = self._column(tok, idx, items)
+        row = self.row
+        if row is not None:
+            col = self._column(row, tok, idx, items)
             if col is None:
                 return
             if self.label is None and self.first_label is None:
                 if self.row_neg:
                     return  # a 'Prior' or 'Normal range' row
-                if self.row.prev_label is not None and self.row.continues:
-                    self.label = self.row.prev_label.fresh()
-                    self.label.unknown = self.label.unknown or self.unk_pending
+                above = row.prev_label
+                if above is not None and row.continues:
+                    cont = above.fresh()
+                    cont.unknown = cont.unknown or self.unk_pending
+                    self.label = cont
                     self.continued = True
-                    self.row_label = self.label
+                    self.row_label = cont
                 else:  # the column header names the field: '| LVEDV (ml) | LVEF (%) |' over '| 150 | 60 |'
-                    self.label = Label({}, tok.start, tok.start, unknown=self.unk_pending, column_only=True)
-                    self.first_label = self.row_label = self.label
+                    own = Label({}, tok.start, tok.start, unknown=self.unk_pending, column_only=True)
+                    self.label = own
+                    self.first_label = self.row_label = own
         lab = self.label
         self.last_num_item = idx
         if lab is None:
@@ -639,36 +656,43 @@ class LineParser:
         if self.gap > limit:
             return
         self.gap = 0
+        value = tok.value
+        assert value is not None  # a number without a value is flagged 'junk' (returned above)
         if self.queue or lab.sides:
-            self._list_value(it, tok)
+            self._list_value(lab, tok, value)
             return
-        if tok.value2 is not None:
+        value2 = tok.value2
+        if value2 is not None:
             q = lab.slots.get("qty")
             if q == "BP" and not lab.bound:
                 lab.bound[0] = [False]
-                s1 = self._emit(lab, col, tok.value, tok, "SBP")
-                s2 = self._emit(lab, col, tok.value2, tok, "DBP")
+                s1 = self._emit(lab, col, value, tok, "SBP")
+                s2 = self._emit(lab, col, value2, tok, "DBP")
                 self.last_emitted = s1 + s2
                 self.post_window = 3
             return
-        self.last_emitted = self._bind(lab, col, tok.value, tok)
+        self.last_emitted = self._bind(lab, col, value, tok)
         self.post_window = 3 if self.last_emitted else 0
 
-    def _column(self, tok: Token, idx: int, items: list[Item]) -> Column | None:
+    def _column(self, row: Row, tok: Token, idx: int, items: Sequence[Item]) -> Column | None:
         """A number in a table: its column; a '(101 mL/m2)' after a value shares its column."""
         between = items[self.last_num_item + 1:idx] if self.last_num_item >= 0 else None
+        col: Column | None
         if between is not None and self.last_col is not None and all(b.kind == "mark" and b.text in "(/," for b in between) \
                 and between:
             col = self.last_col
         else:
-            col = self.row.column(tok)
+            col = row.column(tok)
         self.last_col = col
         return col
 
-    def _list_value(self, it: Item, tok: Token) -> None:
-        """Values of 'LVEF and RVEF are 41% and 53%' / 'LVEF/RVEF 20/45 %' go to the labels in order."""
+    def _list_value(self, label: Label, tok: Token, value: float) -> None:
+        """Values of 'LVEF and RVEF are 41% and 53%' / 'LVEF/RVEF 20/45 %' go to the labels in order.
+
+        ``label`` is the open label (``self.label``), ``value`` the token's value.
+        """
         targets: list[Label] = []
-        for lab in self.queue + [self.label]:
+        for lab in self.queue + [label]:
             if lab.sides:
                 for s in lab.sides:
                     t = lab.fresh()
@@ -676,17 +700,17 @@ class LineParser:
                     targets.append(t)
             else:
                 targets.append(lab)
-        values = [tok.value] + ([tok.value2] if tok.value2 is not None else [])
-        for v in values:
-            self.list_vals.append((it, v))
+        self.list_vals.append((tok, value))
+        if tok.value2 is not None:
+            self.list_vals.append((tok, tok.value2))
         if len(self.list_vals) < len(targets):
             return
         if len(self.list_vals) == len(targets):
-            unit = next((item.tok.unit for item, _ in reversed(self.list_vals) if item.tok.unit), None)
-            for target, (item, value) in zip(targets, self.list_vals):
-                self._emit(target, None, value, item.tok, None, unit_override=item.tok.unit or unit)
+            unit = next((vt.unit for vt, _ in reversed(self.list_vals) if vt.unit), None)
+            for target, (vt, v) in zip(targets, self.list_vals):
+                self._emit(target, None, v, vt, None, unit_override=vt.unit or unit)
         self.queue, self.list_vals = [], []
-        self.label.bound[0] = [False]
+        label.bound[0] = [False]
         self.label_emits = []
 
     def _bind(self, lab: Label, col: Column | None, value: float, tok: Token) -> list[Candidate]:
@@ -719,7 +743,9 @@ class LineParser:
         """A view/location term right after a waiting value completes it."""
         if not (set(slots) <= TRAILING_SLOTS or (set(slots) == {"qty"} and slots["qty"] in ("AWT", "IWT"))):
             return False
-        lab, col, value, tok, unit = self.awaiting
+        awaiting = self.awaiting
+        assert awaiting is not None  # only asked while a value waits
+        lab, col, value, tok, unit = awaiting
         trial = Label({**lab.slots, **slots}, lab.start, lab.end, abs_span=lab.abs_span, unknown=lab.unknown)
         self.awaiting = None
         if self._emit(trial, col, value, tok, None, unit_override=unit):

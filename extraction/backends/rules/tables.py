@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 from extraction.backends.rules.grammar import Candidate, Item, Label
 from extraction.backends.rules.tokens import Token
@@ -44,7 +45,7 @@ class GridColumn:
     unknown: bool = False  # the header cell has a word we cannot read: its field needs every part named
 
 
-def _last_line(cells_of):
+def _last_line(cells_of: Callable[[str], list[tuple[int, int]]]) -> Callable[[str], tuple[tuple[int, int], ...]]:
     """Remember the cells of the last line: a row's cells are asked for once per number in it."""
     memo: tuple[str | None, tuple[tuple[int, int], ...]] = (None, ())
 
@@ -106,7 +107,7 @@ class Grid:
     comma: bool = False  # a comma-separated export: in its rows '81,205' is two cells, not a decimal comma
     studies: list[StudyRow] = field(default_factory=list)
 
-    def add_row(self, line: str, toks: list[Token], cands: list[Candidate], study: bool) -> list[Candidate]:
+    def add_row(self, line: str, toks: Sequence[Token], cands: list[Candidate], study: bool) -> list[Candidate]:
         """The candidates of a row to keep now; a study row waits for ``finish`` (which row is current?).
 
         A fixed-width row whose value cells do not fall one per column is shifted: its values are null.
@@ -132,14 +133,14 @@ class Grid:
         marked = [r for r in rows if r.current]
         if len(marked) == 1:
             return marked[0].cands
-        dates = [r.date for r in rows]
-        if not marked and all(dates) and len({len(d) for d in dates}) == 1:
+        dates = [r.date for r in rows if r.date]  # every row's, when all of them have one
+        if not marked and len(dates) == len(rows) and len({len(d) for d in dates}) == 1:
             latest = max(dates)
             if dates.count(latest) == 1:
                 return rows[dates.index(latest)].cands
         return []
 
-    def _label_tokens(self, toks: list[Token]) -> list[Token]:
+    def _label_tokens(self, toks: Sequence[Token]) -> list[Token]:
         if self.pipe:
             cells = pipe_cells(self.line)
             end = cells[0][1] if cells else 0
@@ -147,7 +148,7 @@ class Grid:
             end = min((c.start for c in self.columns if c.kind in ("value", "feature")), default=0)
         return [t for t in toks if t.end <= end]
 
-    def _marker(self, toks: list[Token]) -> tuple[bool, tuple[int, ...] | None]:
+    def _marker(self, toks: Sequence[Token]) -> tuple[bool, tuple[int, ...] | None]:
         label = self._label_tokens(toks)
         current = any(t.kind == "word" and t.text in CURRENT_WORDS for t in label)
         dates = [d for d in (_parse_date(t) for t in label if t.kind == "num") if d is not None]
@@ -170,7 +171,7 @@ class Grid:
             taken.add(col.index)
         return True
 
-    def _aligned(self, line: str, toks: list[Token]) -> bool:
+    def _aligned(self, line: str, toks: Sequence[Token]) -> bool:
         """Cells line up with the header: as many '|' marks, or (fixed width) one cell per column."""
         if self.pipe:
             return line.count("|") == self.bars
@@ -181,7 +182,7 @@ class Grid:
             return False
         return all(min(e, c.end) > max(s, c.start) for (s, e), c in zip(cells, wanted))
 
-    def absorb_units(self, line: str, toks: list[Token]) -> bool:
+    def absorb_units(self, line: str, toks: Sequence[Token]) -> bool:
         """A row of units only ('Unit  ml  ml  %'): each unit goes to the column it stands in."""
         units = [t for t in toks if t.kind == "unit"]
         if not units or any(t.kind == "num" for t in toks):
@@ -195,7 +196,7 @@ class Grid:
                 col.unit = t.unit
         return True
 
-    def accepts(self, line: str, toks: list[Token]) -> bool:
+    def accepts(self, line: str, toks: Sequence[Token]) -> bool:
         """Is this line a row of the table (as opposed to the text after it)?"""
         if self.pipe:
             return "|" in line
@@ -203,7 +204,7 @@ class Grid:
         placeholder = any(line[s:e] in PLACEHOLDERS for s, e in ws_cells(line))
         return (has_value or placeholder) and len(ws_cells(line)) >= 2
 
-    def start_row(self, line: str, toks: list[Token]) -> None:
+    def start_row(self, line: str, toks: Sequence[Token]) -> None:
         """Row unit: a unit cell, or (fixed-width) a unit two or more spaces after its number."""
         self.line = line
         self.row_unit = None
@@ -224,7 +225,7 @@ class Grid:
         if self.row_unit is None and any(c.kind == "unit" for c in self.columns):
             self._unit_cell(line, cells, toks)
 
-    def _unit_cell(self, line: str, cells: list[tuple[int, int]], toks: list[Token]) -> None:
+    def _unit_cell(self, line: str, cells: Sequence[tuple[int, int]], toks: Sequence[Token]) -> None:
         """The unit column holds '1' (UCUM's dimensionless unit) or a word no spelling knows ('kq')."""
         for index, (s, e) in enumerate(cells):
             if self.pipe:
@@ -265,7 +266,7 @@ class Grid:
         return near if abs((near.start + near.end) / 2 - center) <= 8 else None
 
 
-def detect_header(line: str, toks: list[Token], items: list[Item], line_offset: int) -> Grid | None:
+def detect_header(line: str, toks: Sequence[Token], items: Sequence[Item], line_offset: int) -> Grid | None:
     """A header names at least two value columns (LV | RV) or a value column beside unit/range."""
     if any(t.kind == "num" and not t.flag for t in toks):
         return None
@@ -316,10 +317,10 @@ def _parse_date(tok: Token) -> tuple[int, ...] | None:
     return None
 
 
-def _classify(text: str, items: list[Item], index: int) -> GridColumn | None:
+def _classify(text: str, items: Sequence[Item], index: int) -> GridColumn | None:
     if not text.strip():
         return GridColumn("label" if index == 0 else "empty", index, 0, 0)
-    if any(it.kind == "neg" and it.entry.neg in IGNORED_NEGS for it in items):
+    if any(it.kind == "neg" and it.entry is not None and it.entry.neg in IGNORED_NEGS for it in items):
         return GridColumn("ignore", index, 0, 0)
     words = [it.text for it in items if it.kind == "word"]
     terms = [it for it in items if it.kind == "term"]
@@ -327,7 +328,9 @@ def _classify(text: str, items: list[Item], index: int) -> GridColumn | None:
     if terms:
         slots: dict[str, str] = {}
         for t in terms:
-            for slot, part in t.entry.parts:
+            entry = t.entry
+            assert entry is not None  # a term item always has its entry
+            for slot, part in entry.parts:
                 if slots.get(slot, part) != part:
                     return GridColumn("ignore", index, 0, 0)
                 slots[slot] = part

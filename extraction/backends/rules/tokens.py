@@ -159,6 +159,7 @@ def tokenize(line: str) -> list[Token]:
             if begin < skip:
                 continue
             m = _SHAPES.match(line, begin)  # the same alternative as in _MASTER, at the same place
+            assert m is not None
             if m.group("ftin"):
                 inches = int(m.group("ft")) * 12 + float(m.group("inch"))
                 prev = Token("num", begin, end, text, spaces, value=inches, unit="in", unit_start=end, unit_end=end)
@@ -244,13 +245,13 @@ def _coded_units(line: str, toks: list[Token]) -> list[Token]:
             while keep and out[keep - 1].start >= left:
                 keep -= 1  # 'mm' of 'mm[Hg]' belongs to the unit
             m = _CHUNK_AT.match(line, left)
-            whole = m is not None and (not keep or out[keep - 1].end <= left)
-            unit = _coded_unit(m.group(0)) if whole else None
-            if unit is not None:
-                del out[keep:]
-                end = m.end()
-                out.append(Token("unit", left, end, unit, t.spaces, unit=unit, unit_start=left, unit_end=end))
-                continue
+            if m is not None and (not keep or out[keep - 1].end <= left):  # the whole chunk
+                unit = _coded_unit(m.group(0))
+                if unit is not None:
+                    del out[keep:]
+                    end = m.end()
+                    out.append(Token("unit", left, end, unit, t.spaces, unit=unit, unit_start=left, unit_end=end))
+                    continue
         out.append(t)
     return out
 
