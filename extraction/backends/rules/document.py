@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Sequence
+from typing import Final, Sequence
 
 from extraction.backends.rules.grammar import (CHAMBER_WORDS, Candidate, Context, Item, LineParser, lexicalize,
                                                unread_chamber)
@@ -18,23 +18,23 @@ from extraction.backends.rules.tables import Grid, detect_header, is_separator
 from extraction.backends.rules.tokens import Token, tokenize
 from extraction.backends.rules.words import COMMON_ENGLISH
 
-MAX_TEXT = 300_000
-MAX_LINE = 2_000
-HEADING_MAX = 100
-PREFIX_MAX_WORDS = 6
-BULLETS = frozenset("-*+>#")
+MAX_TEXT: Final = 300_000
+MAX_LINE: Final = 2_000
+HEADING_MAX: Final = 100
+PREFIX_MAX_WORDS: Final = 6
+BULLETS: Final = frozenset("-*+>#")
 # Section words after which nothing said before about sides applies.
-SECTION_RESET = frozenset({"impression", "impressions", "impr", "conclusion", "conclusions", "summary", "assessment",
+SECTION_RESET: Final = frozenset({"impression", "impressions", "impr", "conclusion", "conclusions", "summary", "assessment",
                            "opinion", "interpretation", "findings", "comment", "comments", "history", "indication",
                            "technique", "comparison", "report"})
-_SENTENCE_INSIDE = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
-HEADING_NEG_MAX_WORDS = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
+_SENTENCE_INSIDE: Final = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
+HEADING_NEG_MAX_WORDS: Final = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
 # Lines whose reading is kept: those without a digit (headings, prose, table headers: boilerplate that
 # repeats across distinct reports, 86 % of such lines in synthetic ones; a line with a number mostly
 # does not, 11 %). Kept objects are what the cyclic GC walks: caching every line made it collect ~40x
 # as often and cost more than the cache saved. ~4 KB a line, so at most ~16 MB.
-LINE_CACHE_MAX = 4096
-CACHED_LINE_MAX = 256  # longer lines are read afresh (no boilerplate is that long)
+LINE_CACHE_MAX: Final = 4096
+CACHED_LINE_MAX: Final = 256  # longer lines are read afresh (no boilerplate is that long)
 
 
 def read_line(line: str, lex: Lexicon) -> tuple[tuple[Token, ...], tuple[Item, ...]]:
@@ -51,7 +51,7 @@ def read_line(line: str, lex: Lexicon) -> tuple[tuple[Token, ...], tuple[Item, .
     return tuple(toks), tuple(lexicalize(toks, lex))
 
 
-_cached_line = lru_cache(maxsize=LINE_CACHE_MAX)(read_line)
+_cached_line: Final = lru_cache(maxsize=LINE_CACHE_MAX)(read_line)
 
 
 def clear_line_cache() -> None:
@@ -59,14 +59,14 @@ def clear_line_cache() -> None:
     _cached_line.cache_clear()
 
 
-NOISE_SAMPLE = 6_000
-MIN_KNOWN_SHARE = 0.10  # share of 3+ letter words that are report or common English words
-MAX_CONTROL_SHARE = 0.01
-_WORD = re.compile(r"[A-Za-z]{3,}")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_DIGIT = re.compile(r"\d")
-PREFIX_WORDS_CHARS = 900  # looks_like_text reads this many characters first
-_PREFIX_CUT = re.compile(r"[^A-Za-z]")
+NOISE_SAMPLE: Final = 6_000
+MIN_KNOWN_SHARE: Final = 0.10  # share of 3+ letter words that are report or common English words
+MAX_CONTROL_SHARE: Final = 0.01
+_WORD: Final = re.compile(r"[A-Za-z]{3,}")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_DIGIT: Final = re.compile(r"\d")
+PREFIX_WORDS_CHARS: Final = 900  # looks_like_text reads this many characters first
+_PREFIX_CUT: Final = re.compile(r"[^A-Za-z]")
 
 
 def looks_like_text(text: str) -> bool:

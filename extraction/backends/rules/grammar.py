@@ -9,7 +9,7 @@ key=value exports, prose sentences and table rows (a row adds its column's parts
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Final, Protocol, Sequence
 
 from extraction.backends.rules.lexicon import ATRIA, VENTRICLES, Entry, Lexicon
 from extraction.backends.rules.tokens import Token
@@ -19,17 +19,17 @@ from extraction.normalize import WEAK_UNITS, convert, round_canonical
 from extraction.normalize import canonical_unit as _canonical_unit
 from schemas.catalog import CATALOG
 
-MERGE_GAP = 3  # filler words allowed inside one label ("RA area in the 4-chamber view")
-BIND_GAP = 8  # filler words allowed between a label and its first number
-AGAIN_GAP = 3  # ... and between one value and the next value of the same label
-NEG_REACH = 2  # a negator reaches a label starting within this many words
-ORPHAN_REACH = 3  # a place term this close after a value no label took is that value's ('... 2 cm at the septum')
-LIST_WORDS = frozenset({"and", "&", "as", "well"})
-LIST_MARKS = frozenset(",/&")
-ABBREVIATION_DOTS = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
+MERGE_GAP: Final = 3  # filler words allowed inside one label ("RA area in the 4-chamber view")
+BIND_GAP: Final = 8  # filler words allowed between a label and its first number
+AGAIN_GAP: Final = 3  # ... and between one value and the next value of the same label
+NEG_REACH: Final = 2  # a negator reaches a label starting within this many words
+ORPHAN_REACH: Final = 3  # a place term this close after a value no label took is that value's ('... 2 cm at the septum')
+LIST_WORDS: Final = frozenset({"and", "&", "as", "well"})
+LIST_MARKS: Final = frozenset(",/&")
+ABBREVIATION_DOTS: Final = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
                                "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
-PLAUSIBLE = {f.key: f.plausible for f in CATALOG.fields}
-PERCENT = {f.key: f.unit == "%" for f in CATALOG.fields}
+PLAUSIBLE: Final = {f.key: f.plausible for f in CATALOG.fields}
+PERCENT: Final = {f.key: f.unit == "%" for f in CATALOG.fields}
 
 
 @lru_cache(maxsize=1024)
@@ -37,22 +37,22 @@ def canonical_unit(unit: str) -> str | None:
     return _canonical_unit(unit)
 
 
-UNREAD_SIDE = "?"  # a context side named by a word we cannot read: no field has it, so nothing resolves
+UNREAD_SIDE: Final = "?"  # a context side named by a word we cannot read: no field has it, so nothing resolves
 # A chamber word outside a side phrase ('the XQ ventricle', 'atrial volume'): which side is not said.
-CHAMBER_WORDS = {"ventricle": "V", "ventricles": "V", "ventricular": "V", "ventricule": "V", "atrium": "A",
+CHAMBER_WORDS: Final = {"ventricle": "V", "ventricles": "V", "ventricular": "V", "ventricule": "V", "atrium": "A",
                  "atria": "A", "atrial": "A", "chamber": "VA"}
-SIDE_WORDS = frozenset({"left", "right", "lt", "rt", "l", "r"})
-CODE_MAX = 4  # an unknown word this short is a code ('BLD', 'IDX'); a longer lower-case one is prose
-CODE_JOINTS = ("_", ".")  # 'LV_EDV_X', 'T1.POST.B': a machine identifier, where only vocabulary reads
-CODE_WORDS = frozenset({"value", "val", "result", "res", "meas", "measured", "of", "per", "to", "and", "by"})
-DEFAULT_SLOTS = ("contrast", "tissue")  # heading slots a label may inherit ("Post-contrast T1" heading)
-QUALIFIER_SLOTS = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
-TRAILING_SLOTS = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
-CORRECTION_PRIORITY = 9  # 'Correction: ... the correct value is 85 g' overrides the original report
-_WORD_SPECIAL = frozenset(CHAMBER_WORDS) | {"respectively"}  # words ``_word`` does more for than count
+SIDE_WORDS: Final = frozenset({"left", "right", "lt", "rt", "l", "r"})
+CODE_MAX: Final = 4  # an unknown word this short is a code ('BLD', 'IDX'); a longer lower-case one is prose
+CODE_JOINTS: Final = ("_", ".")  # 'LV_EDV_X', 'T1.POST.B': a machine identifier, where only vocabulary reads
+CODE_WORDS: Final = frozenset({"value", "val", "result", "res", "meas", "measured", "of", "per", "to", "and", "by"})
+DEFAULT_SLOTS: Final = ("contrast", "tissue")  # heading slots a label may inherit ("Post-contrast T1" heading)
+QUALIFIER_SLOTS: Final = frozenset({"view", "loc", "side", "index"})  # 'RV 130 ml' after 'LVEDV 120 ml'
+TRAILING_SLOTS: Final = frozenset({"view", "loc", "phase"})  # '16 cm^2 in the 4-chamber view', '245 ml at end-diastole'
+CORRECTION_PRIORITY: Final = 9  # 'Correction: ... the correct value is 85 g' overrides the original report
+_WORD_SPECIAL: Final = frozenset(CHAMBER_WORDS) | {"respectively"}  # words ``_word`` does more for than count
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Item:
     """One word run, phrase, number, unit or mark of a line (created by position: see ``Token``)."""
 
@@ -63,6 +63,17 @@ class Item:
     entry: Entry | None = None
     tok: Token | None = None
     unknown: bool = False  # a word we cannot read (no vocabulary, no ordinary prose): it may carry a part
+
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, kind: str, start: int, end: int, text: str = "", entry: Entry | None = None,
+                 tok: Token | None = None, unknown: bool = False) -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.text = text
+        self.entry = entry
+        self.tok = tok
+        self.unknown = unknown
 
 
 def unread_chamber(prev: Item | None, it: Item) -> str | None:
@@ -76,7 +87,7 @@ def unread_chamber(prev: Item | None, it: Item) -> str | None:
     return None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Label:
     slots: dict[str, str]
     start: int
@@ -93,6 +104,27 @@ class Label:
     unknown: bool = False  # an unreadable token belongs to the label: no part may be defaulted
     column_only: bool = False  # a wide table's column header is the whole label: it must name one field alone
 
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, slots: dict[str, str], start: int, end: int, sides: list[str] | None = None,
+                 unit: str | None = None, closed: bool = False, negated: bool = False,
+                 bound: dict[int, list[bool]] | None = None, abs_span: tuple[int, int] | None = None,
+                 trailing: bool = False, strict: bool = False, own: dict[str, str] | None = None,
+                 unknown: bool = False, column_only: bool = False) -> None:
+        self.slots = slots
+        self.start = start
+        self.end = end
+        self.sides = [] if sides is None else sides
+        self.unit = unit
+        self.closed = closed
+        self.negated = negated
+        self.bound = {} if bound is None else bound
+        self.abs_span = abs_span
+        self.trailing = trailing
+        self.strict = strict
+        self.own = own
+        self.unknown = unknown
+        self.column_only = column_only
+
     @property
     def has_qty(self) -> bool:
         return "qty" in self.slots or self.slots.get("measure") == "WTABBR"
@@ -102,7 +134,7 @@ class Label:
                      abs_span=self.abs_span, unknown=self.unknown, column_only=self.column_only)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Candidate:
     """One value found for a field; the backend votes among candidates of one field."""
 
@@ -113,8 +145,18 @@ class Candidate:
     original: str
     extra_spans: list[tuple[int, int]] = field(default_factory=list)  # absolute offsets (table header)
 
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, key: str, value: float, priority: int, spans: list[tuple[int, int]], original: str,
+                 extra_spans: list[tuple[int, int]] | None = None) -> None:
+        self.key = key
+        self.value = value
+        self.priority = priority
+        self.spans = spans
+        self.original = original
+        self.extra_spans = [] if extra_spans is None else extra_spans
 
-@dataclass
+
+@dataclass(init=False)
 class Context:
     """What a label without a side means: the section heading and the last side mentioned."""
 
@@ -126,6 +168,19 @@ class Context:
     para_a: str | None = None
     head_unknown: bool = False  # the heading has a word we cannot read: it may have named a side or contrast
     para_unknown: bool = False  # the paragraph has a word we cannot read: 'The XQ YZ is dilated. EF 30%.'
+
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, head_v: str | None = None, head_a: str | None = None, head_neg: str | None = None,
+                 defaults: dict[str, str] | None = None, para_v: str | None = None, para_a: str | None = None,
+                 head_unknown: bool = False, para_unknown: bool = False) -> None:
+        self.head_v = head_v
+        self.head_a = head_a
+        self.head_neg = head_neg
+        self.defaults = {} if defaults is None else defaults
+        self.para_v = para_v
+        self.para_a = para_a
+        self.head_unknown = head_unknown
+        self.para_unknown = para_unknown
 
     def mention(self, side: str) -> None:
         if side in VENTRICLES:

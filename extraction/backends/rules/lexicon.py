@@ -10,19 +10,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from extraction.backends.rules.words import WORDS
 from extraction.normalize import UNIT_SPELLINGS
 from schemas.catalog import CATALOG, Catalog
 
-VENTRICLES = ("LV", "RV")
-ATRIA = ("LA", "RA")
-INDEXED_UNITS = frozenset({"mL/m^2", "g/m^2", "L/min/m^2"})
-ABSOLUTE_UNITS = frozenset({"mL", "g", "L/min"})
-_FUZZY_CACHE_MAX = 20_000
+VENTRICLES: Final = ("LV", "RV")
+ATRIA: Final = ("LA", "RA")
+INDEXED_UNITS: Final = frozenset({"mL/m^2", "g/m^2", "L/min/m^2"})
+ABSOLUTE_UNITS: Final = frozenset({"mL", "g", "L/min"})
+_FUZZY_CACHE_MAX: Final = 20_000
 # Grammar words worth correcting too ('respectivly'); common words never corrected ('well' is no 'wall').
-GRAMMAR_WORDS = frozenset({"respectively"})
-COMMON_WORDS = frozenset("""well will with were when then than this that also rest test last less lift mask here
+GRAMMAR_WORDS: Final = frozenset({"respectively"})
+COMMON_WORDS: Final = frozenset("""well will with were when then than this that also rest test last less lift mask here
 there these those late mild male mean main made make more most must much felt fell full fill pause false value valve
 later inter enter water after under other order older total trial mitral apex apical basal basis bass rates dated
 mass area wall left right index blood pulse rate heart aorta sinus size sign site side slice lead leads need near

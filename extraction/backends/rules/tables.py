@@ -15,25 +15,25 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Final, Sequence
 
 from extraction.backends.rules.grammar import Candidate, Item, Label
 from extraction.backends.rules.tokens import Token
 
-VALUE_WORDS = frozenset({"value", "values", "result", "results", "measured", "measurement", "patient", "current",
+VALUE_WORDS: Final = frozenset({"value", "values", "result", "results", "measured", "measurement", "patient", "current",
                          "today", "actual", "study", "this", "rest", "resting", "observed"})
-UNIT_WORDS = frozenset({"unit", "units", "uom"})
+UNIT_WORDS: Final = frozenset({"unit", "units", "uom"})
 # Words that mark a study row as the current one ('Today', 'This study', 'Current exam').
-CURRENT_WORDS = frozenset({"current", "today", "this", "actual", "now", "present", "latest", "todays"})
-_DATE = re.compile(r"^(\d{1,4})([./-])(\d{1,2})\2(\d{2,4})$")
-IGNORED_NEGS = frozenset({"ref", "prior", "stress"})
-_WS_CELL = re.compile(r"\S+(?: \S+)*")
-PLACEHOLDERS = frozenset({"-", "--", "---", "n/a", "NA", "na", "N/A"})
-_BARE_VALUE = re.compile(r"^\d+(?:[.,]\d+)?%?$")
-_SEPARATOR = re.compile(r"^[\s\-=+|:_*~.]*$")
+CURRENT_WORDS: Final = frozenset({"current", "today", "this", "actual", "now", "present", "latest", "todays"})
+_DATE: Final = re.compile(r"^(\d{1,4})([./-])(\d{1,2})\2(\d{2,4})$")
+IGNORED_NEGS: Final = frozenset({"ref", "prior", "stress"})
+_WS_CELL: Final = re.compile(r"\S+(?: \S+)*")
+PLACEHOLDERS: Final = frozenset({"-", "--", "---", "n/a", "NA", "na", "N/A"})
+_BARE_VALUE: Final = re.compile(r"^\d+(?:[.,]\d+)?%?$")
+_SEPARATOR: Final = re.compile(r"^[\s\-=+|:_*~.]*$")
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class GridColumn:
     kind: str  # 'label' | 'value' | 'feature' | 'unit' | 'ignore' | 'empty'
     index: int
@@ -43,6 +43,18 @@ class GridColumn:
     unit: str | None = None
     abs_span: tuple[int, int] | None = None
     unknown: bool = False  # the header cell has a word we cannot read: its field needs every part named
+
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, kind: str, index: int, start: int, end: int, slots: dict[str, str] | None = None,
+                 unit: str | None = None, abs_span: tuple[int, int] | None = None, unknown: bool = False) -> None:
+        self.kind = kind
+        self.index = index
+        self.start = start
+        self.end = end
+        self.slots = {} if slots is None else slots
+        self.unit = unit
+        self.abs_span = abs_span
+        self.unknown = unknown
 
 
 def _last_line(cells_of: Callable[[str], list[tuple[int, int]]]) -> Callable[[str], tuple[tuple[int, int], ...]]:
@@ -85,7 +97,7 @@ def is_separator(line: str) -> bool:
     return ("-" in line or "=" in line or "_" in line) and bool(line.strip()) and bool(_SEPARATOR.match(line))
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class StudyRow:
     """A data row whose label cell names no field part (fields are the columns): one study's values."""
 
@@ -94,8 +106,15 @@ class StudyRow:
     date: tuple[int, ...] | None
     aligned: bool
 
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, cands: list[Candidate], current: bool, date: tuple[int, ...] | None, aligned: bool) -> None:
+        self.cands = cands
+        self.current = current
+        self.date = date
+        self.aligned = aligned
 
-@dataclass
+
+@dataclass(init=False)
 class Grid:
     pipe: bool
     columns: list[GridColumn]
@@ -106,6 +125,20 @@ class Grid:
     bars: int = 0  # '|' marks in the header line: every study row must have as many
     comma: bool = False  # a comma-separated export: in its rows '81,205' is two cells, not a decimal comma
     studies: list[StudyRow] = field(default_factory=list)
+
+    # An explicit __init__ (init=False), as ``Token``'s: compiled, it is native code.
+    def __init__(self, pipe: bool, columns: list[GridColumn], prev_label: Label | None = None,
+                 row_unit: str | None = None, line: str = "", continues: bool = False, bars: int = 0,
+                 comma: bool = False, studies: list[StudyRow] | None = None) -> None:
+        self.pipe = pipe
+        self.columns = columns
+        self.prev_label = prev_label
+        self.row_unit = row_unit
+        self.line = line
+        self.continues = continues
+        self.bars = bars
+        self.comma = comma
+        self.studies = [] if studies is None else studies
 
     def add_row(self, line: str, toks: Sequence[Token], cands: list[Candidate], study: bool) -> list[Candidate]:
         """The candidates of a row to keep now; a study row waits for ``finish`` (which row is current?).

@@ -12,24 +12,25 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Final
 
 from extraction.normalize import UNIT_SPELLINGS, WEAK_UNITS, canonical_unit, parse_number, unit_alias
 from extraction.backends.rules.lexicon import _one_edit, get_lexicon
 from extraction.backends.rules.words import BAD_FOLLOWERS, COMPARATOR_WORDS, MONTHS
 
 # Number shapes that are no plain number: a date, a time, feet and inches, an echo view ('4-ch').
-_SHAPES_SRC = r"""
+_SHAPES_SRC: Final = r"""
       (?P<date>\d{1,4}(?P<dsep>[./-])\d{1,2}(?P=dsep)\d{2,4}(?!\d))
     | (?P<time>\d{1,2}:\d{2}(?::\d{2})?(?!\d))
     | (?P<ftin>(?P<ft>\d)\s?(?i:'|ft\.?|feet)\s?(?P<inch>\d{1,2}(?:\.\d)?)\s?(?i:''|"|in\b\.?|inch(?:es)?\b)?)
     | (?P<view>[234]\s?-?\s?(?i:chamber|ch|c)\b)
 """
-_SHAPES = re.compile(_SHAPES_SRC, re.X)  # which shape a token is, re-read where one was found (rare)
+_SHAPES: Final = re.compile(_SHAPES_SRC, re.X)  # which shape a token is, re-read where one was found (rare)
 # One token per match: (spaces, word, shape, date separator, number, mark). Words, the commonest
 # token, are tried first; the digit shapes only after a lookahead for a digit. The shapes' own groups
 # are dropped here (all but the separator the date refers back to): findall builds a tuple of every
 # group for every token, and the few shapes are re-read with ``_SHAPES``.
-_MASTER = re.compile(
+_MASTER: Final = re.compile(
     r"""
     ([^\S\n]*)
     (?:
@@ -61,26 +62,26 @@ def _unit_pattern(spellings: tuple[str, ...]) -> str:
     return emit(trie)
 
 
-_UNIT_ALT = _unit_pattern(UNIT_SPELLINGS)
+_UNIT_ALT: Final = _unit_pattern(UNIT_SPELLINGS)
 # A unit right after a number (up to 4 spaces); never followed by more letters, digits or '/'.
-_UNIT_AFTER = re.compile(rf"(?P<gap> {{0,4}})(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
+_UNIT_AFTER: Final = re.compile(rf"(?P<gap> {{0,4}})(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
 # A unit standing alone (a table's unit cell, '[ml]', '(ms)').
-_UNIT_ALONE = re.compile(rf"(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
-_ALONE_OK_AFTER = frozenset("])|:")
+_UNIT_ALONE: Final = re.compile(rf"(?P<u>{_UNIT_ALT})(?![A-Za-z0-9^/])", re.I)
+_ALONE_OK_AFTER: Final = frozenset("])|:")
 # Characters a unit spelling starts with (either case): a word starting otherwise needs no regex.
-_UNIT_FIRST = frozenset(ch for u in UNIT_SPELLINGS for ch in (u[0].lower(), u[0].upper()))
-_NEXT_WORD = re.compile(r" {1,2}([A-Za-z]+)(?![A-Za-z0-9/])")
+_UNIT_FIRST: Final = frozenset(ch for u in UNIT_SPELLINGS for ch in (u[0].lower(), u[0].upper()))
+_NEXT_WORD: Final = re.compile(r" {1,2}([A-Za-z]+)(?![A-Za-z0-9/])")
 # What follows a number up to the next space or cell mark: a unit no spelling knows ('[lb_zz]', 'kq')?
-_CHUNK = re.compile(r"(?P<gap> {0,4})(?P<u>[^\s|;,()]+)")
-_CODED = re.compile(r"[\[\]{}_^*/]")
-_CHUNK_AT = re.compile(r"[^\s|;,():=]+")
-SLASH_PROSE = frozenset({"and/or", "w/o", "w/", "s/p", "c/w", "r/o", "h/o", "n/a"})
+_CHUNK: Final = re.compile(r"(?P<gap> {0,4})(?P<u>[^\s|;,()]+)")
+_CODED: Final = re.compile(r"[\[\]{}_^*/]")
+_CHUNK_AT: Final = re.compile(r"[^\s|;,():=]+")
+SLASH_PROSE: Final = frozenset({"and/or", "w/o", "w/", "s/p", "c/w", "r/o", "h/o", "n/a"})
 
 # Unit words a dictation may misspell ('67 incches', '15 gras'): one edit away is still the unit.
-_UNIT_WORDS = tuple(u for u in UNIT_SPELLINGS if (u.isalpha() or "/" in u) and len(u) >= 4)
+_UNIT_WORDS: Final = tuple(u for u in UNIT_SPELLINGS if (u.isalpha() or "/" in u) and len(u) >= 4)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class Token:
     """Fields in the order the tokenizer fills them: it passes them by position (keyword arguments
     double the cost of creating a token, and every line creates dozens)."""
@@ -100,6 +101,28 @@ class Token:
     unit_end: int = 0
     unit_gap: int = 0  # spaces between number and unit
     flag: str = ""  # num: '' | 'junk' | 'range' | 'pair2'; word: 'view'
+
+    # An explicit __init__ (init=False): compiled, it is native code; the one dataclass writes is
+    # interpreted Python even in a compiled build.
+    def __init__(self, kind: str, start: int, end: int, text: str, spaces: int = 0, value: float | None = None,
+                 title: bool = False, caps: bool = False, value2: float | None = None, end2: int = 0,
+                 unit: str | None = None, unit_start: int = 0, unit_end: int = 0, unit_gap: int = 0,
+                 flag: str = "") -> None:
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.text = text
+        self.spaces = spaces
+        self.value = value
+        self.title = title
+        self.caps = caps
+        self.value2 = value2
+        self.end2 = end2
+        self.unit = unit
+        self.unit_start = unit_start
+        self.unit_end = unit_end
+        self.unit_gap = unit_gap
+        self.flag = flag
 
     @property
     def value_end(self) -> int:
