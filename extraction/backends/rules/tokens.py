@@ -143,7 +143,9 @@ def tokenize(line: str) -> list[Token]:
     pos = 0
     has_num = False
     prev: Token | None = None  # toks[-1]
-    for sp, word, shape, _, num, mark in _MASTER.findall(line):
+    # typed: a compiled build unpacks each match as a tuple of six str, not through the iterator protocol
+    matches: list[tuple[str, str, str, str, str, str]] = _MASTER.findall(line)
+    for sp, word, shape, _, num, mark in matches:
         spaces = len(sp)
         begin = pos + spaces
         if word:
