@@ -3,10 +3,11 @@
     python -m extraction.backends.rules.build [--force] [--quiet]
 
 compiles ``HOT_MODULES`` with mypyc into ``.cmrx/compiled/rules-<hash>/`` next to the ``extraction``
-package (``CMRX_RULES_CACHE`` overrides the folder). ``<hash>`` covers the bytes of those sources and
-of this file, the Python version and the platform, so the package ``__init__`` (which computes the same
-hash at import, well under a millisecond) only ever loads a build made from the sources it sees: an
-edited source has another hash, its folder does not exist, and the .py modules run. A second run with
+package (``CMRX_RULES_CACHE`` overrides the folder). ``<hash>`` covers the bytes of those sources, of
+this file, of ``compiled.py`` and of the modules they were type-checked against, the Python version
+and the platform (``compiled.source_hash``), so the package ``__init__`` (which computes the same hash
+at import, well under a millisecond) only ever loads a build made from the sources it sees: an edited
+source has another hash, its folder does not exist, and the .py modules run. A second run with
 unchanged sources does nothing. Without a C compiler, Python headers or mypy it prints why and exits 0:
 the pure-Python modules are the same program, only slower.
 
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from extraction.backends.rules.compiled import (_EXT, COMPLETE, HERE, HOT_MODULES, PACKAGE, cache_root,
+from extraction.backends.rules.compiled import (_EXT, COMPLETE, HOT_MODULES, PACKAGE, ROOT, cache_root,
                                                 compiled_dir, group_name, read_sources, shared_lib_name,
                                                 source_hash)
 
@@ -53,7 +54,7 @@ def _compile(work: Path, digest: str, quiet: bool) -> Path:
     from mypyc.build import mypycify
     from setuptools import Distribution
 
-    root = HERE.parents[2]
+    root = ROOT
     paths = [str(Path(*PACKAGE.split("."), f"{name}.py")) for name in HOT_MODULES]
     options = ["--follow-imports=silent", f"--cache-dir={work / 'mypy_cache'}", "--python-version",
                f"{sys.version_info.major}.{sys.version_info.minor}"]

@@ -2,8 +2,8 @@
 
 The package ``__init__`` calls ``activate(__path__)`` before it imports its submodules. The build
 (``python -m extraction.backends.rules.build``) lives in ``.cmrx/compiled/rules-<hash>/``, where
-``<hash>`` covers the bytes of the compiled modules' sources, of ``build.py`` and of this file, the
-Python version and the platform. Only the folder of the hash of the sources on disk now is ever
+``<hash>`` covers the bytes of the compiled modules' sources, of ``build.py``, of this file and of the
+modules they were type-checked against (``DEPENDENCIES``), the Python version and the platform. Only the folder of the hash of the sources on disk now is ever
 loaded, so an edited source can never run a stale compiled module: its hash names a folder that
 does not exist (until it is built again) and the .py modules run. Hashing reads ~100 KB: well under
 a millisecond. ``CMRX_RULES_COMPILED=0`` ignores any build.
@@ -23,6 +23,10 @@ PACKAGE = "extraction.backends.rules"
 # The modules a report spends its time in. category (a few regex searches) and words (data) gain nothing.
 HOT_MODULES = ("tokens", "grammar", "lexicon", "document", "tables")
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]  # the folder holding the ``extraction`` package (the repository)
+# Modules the compiled ones import and were type-checked against (mypyc trusts their signatures): an
+# edit of one also retires the build, so compiled code never runs against types it was not built for.
+DEPENDENCIES = ("extraction/backends/rules/words.py", "extraction/normalize.py", "schemas/catalog.py")
 ENV_SWITCH = "CMRX_RULES_COMPILED"
 ENV_CACHE = "CMRX_RULES_CACHE"
 COMPLETE = "COMPLETE"  # written last: a folder without it is a build that did not finish
@@ -44,17 +48,20 @@ def source_hash(sources: dict[str, bytes] | None = None) -> str:
 
 
 def read_sources() -> dict[str, bytes]:
-    """The bytes a build depends on: the compiled modules, ``build.py`` (its options) and this file."""
+    """The bytes a build depends on: the compiled modules, ``build.py`` (its options), this file and
+    the ``DEPENDENCIES``."""
     sources = {name: (HERE / f"{name}.py").read_bytes() for name in HOT_MODULES}
     for name in ("build", "compiled"):
         sources[name] = (HERE / f"{name}.py").read_bytes()
+    for dep in DEPENDENCIES:
+        sources[dep] = (ROOT / dep).read_bytes()
     return sources
 
 
 def cache_root() -> Path:
     """``.cmrx/compiled`` beside the ``extraction`` package (the repository root), or ``$CMRX_RULES_CACHE``."""
     env = os.environ.get(ENV_CACHE)
-    return Path(env) if env else HERE.parents[2] / ".cmrx" / "compiled"
+    return Path(env) if env else ROOT / ".cmrx" / "compiled"
 
 
 def compiled_dir(digest: str | None = None) -> Path:
@@ -94,8 +101,8 @@ def activate(path: list[str]) -> Path | None:
         spec = importlib.util.spec_from_file_location(lib, folder / "lib" / f"{lib}{_EXT}")
         if spec is None or spec.loader is None:
             return None
-        module: ModuleType = importlib.util.module_from_spec(spec)
         try:
+            module: ModuleType = importlib.util.module_from_spec(spec)  # an extension module runs here
             spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001 - an unusable build: the .py modules run
             print(f"cmrx rules: compiled build {folder} not loadable ({exc}); using pure Python", file=sys.stderr)
