@@ -119,18 +119,23 @@ def test_an_edited_source_has_another_hash():
 def test_an_edited_copy_never_loads_the_build(tmp_path):
     """A copy of the package loads the build while its sources match; one edit, and it runs the .py."""
     copy = tmp_path / "src"
-    shutil.copytree(ROOT / "extraction", copy / "extraction", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("extraction", "schemas"):  # the compiled modules and what the hash also covers
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
     path = os.pathsep.join([str(copy), str(ROOT)])
     cache = str(compiled.cache_root())
     same = _run(_WHICH, switch="1", pythonpath=path, cache=cache, cwd=copy)[0]
     assert same["compiled"] is True
     assert same["package"].startswith(str(copy))
     assert all(f.startswith(str(compiled.compiled_dir())) for f in same["files"].values())
-    grammar = copy / "extraction" / "backends" / "rules" / "grammar.py"
-    grammar.write_text(grammar.read_text(encoding="utf-8") + "\n# an edit\n", encoding="utf-8")
-    edited = _run(_WHICH, switch="1", pythonpath=path, cache=cache, cwd=copy)[0]
-    assert edited["compiled"] is False
-    assert all(f.startswith(str(copy)) and f.endswith(".py") for f in edited["files"].values())
+    for edit in ("extraction/backends/rules/grammar.py", "extraction/normalize.py"):
+        source = copy / edit
+        before = source.read_text(encoding="utf-8")
+        source.write_text(before + "\n# an edit\n", encoding="utf-8")
+        edited = _run(_WHICH, switch="1", pythonpath=path, cache=cache, cwd=copy)[0]
+        assert edited["compiled"] is False, edit
+        assert all(f.startswith(str(copy)) and f.endswith(".py") for f in edited["files"].values())
+        source.write_text(before, encoding="utf-8")
+    assert _run(_WHICH, switch="1", pythonpath=path, cache=cache, cwd=copy)[0]["compiled"] is True  # undone
 
 
 def test_switch_off_loads_the_py_modules():
