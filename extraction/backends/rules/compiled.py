@@ -3,10 +3,10 @@
 The package ``__init__`` calls ``activate(__path__)`` before it imports its submodules. The build
 (``python -m extraction.backends.rules.build``) lives in ``.cmrx/compiled/rules-<hash>/``, where
 ``<hash>`` covers the bytes of the compiled modules' sources, of ``build.py``, of this file and of the
-modules they were type-checked against (``DEPENDENCIES``), the Python version and the platform. Only the folder of the hash of the sources on disk now is ever
-loaded, so an edited source can never run a stale compiled module: its hash names a folder that
-does not exist (until it is built again) and the .py modules run. Hashing reads ~100 KB: well under
-a millisecond. ``CMRX_RULES_COMPILED=0`` ignores any build.
+modules they were type-checked against (``DEPENDENCIES``), the Python version and the platform. Only
+the folder of the hash of the sources on disk now is ever loaded, so an edited source can never run a
+stale compiled module: its hash names a folder that does not exist (until it is built again) and the
+.py modules run. Hashing reads ~250 KB: about a millisecond. ``CMRX_RULES_COMPILED=0`` ignores any build.
 """
 
 from __future__ import annotations

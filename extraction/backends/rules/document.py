@@ -24,9 +24,9 @@ HEADING_MAX: Final = 100
 PREFIX_MAX_WORDS: Final = 6
 BULLETS: Final = frozenset("-*+>#")
 # Section words after which nothing said before about sides applies.
-SECTION_RESET: Final = frozenset({"impression", "impressions", "impr", "conclusion", "conclusions", "summary", "assessment",
-                           "opinion", "interpretation", "findings", "comment", "comments", "history", "indication",
-                           "technique", "comparison", "report"})
+SECTION_RESET: Final = frozenset({"impression", "impressions", "impr", "conclusion", "conclusions", "summary",
+                                  "assessment", "opinion", "interpretation", "findings", "comment", "comments",
+                                  "history", "indication", "technique", "comparison", "report"})
 _SENTENCE_INSIDE: Final = re.compile(r"[A-Za-z)]\.\s+[A-Z]")
 HEADING_NEG_MAX_WORDS: Final = 6  # 'PRIOR STUDY (2021)' is a section of old values; a long sentence is not
 # Lines whose reading is kept: those without a digit (headings, prose, table headers: boilerplate that
@@ -243,9 +243,11 @@ class DocumentReader:
             return first, None
         head = items[:colon]
         words = [it for it in head if it.kind in ("word", "term", "neg")]
-        if len(words) > PREFIX_MAX_WORDS or any(it.kind == "unit" or (it.kind == "num" and it.tok is not None and it.tok.unit) for it in head):
+        if len(words) > PREFIX_MAX_WORDS or any(
+                it.kind == "unit" or (it.kind == "num" and it.tok is not None and it.tok.unit) for it in head):
             return first, None  # 'Prior study (2019):' is a heading, 'HR 60 bpm:' is not
-        if any(it.kind == "term" and it.entry is not None and any(s == "qty" for s, _ in it.entry.parts) for it in head):
+        if any(it.kind == "term" and it.entry is not None and any(s == "qty" for s, _ in it.entry.parts)
+               for it in head):
             return first, None  # 'LA VOLUME: 85 ml' is a label, not a heading
         sides = [dict(it.entry.parts) for it in head
                  if it.kind == "term" and it.entry is not None and any(s == "side" for s, _ in it.entry.parts)]

@@ -23,11 +23,13 @@ MERGE_GAP: Final = 3  # filler words allowed inside one label ("RA area in the 4
 BIND_GAP: Final = 8  # filler words allowed between a label and its first number
 AGAIN_GAP: Final = 3  # ... and between one value and the next value of the same label
 NEG_REACH: Final = 2  # a negator reaches a label starting within this many words
-ORPHAN_REACH: Final = 3  # a place term this close after a value no label took is that value's ('... 2 cm at the septum')
+# a place term this close after a value no label took is that value's ('... 2 cm at the septum')
+ORPHAN_REACH: Final = 3
 LIST_WORDS: Final = frozenset({"and", "&", "as", "well"})
 LIST_MARKS: Final = frozenset(",/&")
-ABBREVIATION_DOTS: Final = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est", "pt", "mr",
-                               "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht", "wt", "ref", "e", "g", "i"})
+ABBREVIATION_DOTS: Final = frozenset({"th", "approx", "ca", "vs", "dr", "no", "nr", "incl", "max", "avg", "est",
+                                      "pt", "mr", "ant", "inf", "lat", "sept", "post", "pre", "diam", "vol", "ht",
+                                      "wt", "ref", "e", "g", "i"})
 PLAUSIBLE: Final = {f.key: f.plausible for f in CATALOG.fields}
 PERCENT: Final = {f.key: f.unit == "%" for f in CATALOG.fields}
 
