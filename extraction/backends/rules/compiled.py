@@ -20,7 +20,8 @@ from pathlib import Path
 from types import ModuleType
 
 PACKAGE = "extraction.backends.rules"
-# The modules a report spends its time in. category (a few regex searches) and words (data) gain nothing.
+# The modules a report spends its time in. category (regex searches) gained 0.4% of instructions when
+# compiled, words is data: both stay .py.
 HOT_MODULES = ("tokens", "grammar", "lexicon", "document", "tables")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]  # the folder holding the ``extraction`` package (the repository)
