@@ -175,3 +175,39 @@ def test_int8_is_a_setting_and_off_means_the_float_model(backend, monkeypatch):
     assert LocalBackend(settings, int8=True).int8 is True
     monkeypatch.setattr(backend, "int8", False)
     assert backend._decoding_model(backend.base_model) is backend.base_model
+
+
+def test_draft_hints_start_from_the_rules_reading():
+    """The first draft of a field is what the rules backend reads (as the answer writes it), else
+    null; the numbers on lines that name the field follow as later guesses."""
+    from extraction.backends.rules import extract_rules
+
+    text = "LV EDV 152.50 ml, LVEF 60 %.\nPrior study: LVEF 48 %.\nHeart rate 72/min."
+    hints = draft_hints(text)
+    read = extract_rules(text).values
+    assert read["LVEDV"] == 152.5 and read["LVEF"] == 60
+    assert hints["LVEDV"][0] == "152.5" and hints["LVEF"][0] == "60"
+    assert "48" in hints["LVEF"][1:]  # the prior value: a later guess, never the first
+    assert hints["RVEDV"][0] == "null"  # its line names 'EDV', but rules reads it as the LV's
+    assert {"152.5", "60", "48", "72"} <= set(hints["*"])
+
+
+def test_adapter_is_merged_into_a_float_copy_for_decoding(backend, monkeypatch):
+    """Without int8 the decoder runs a copy with the adapter merged (no LoRA layers in the pass);
+    its logits equal the peft model's, and the peft model keeps its adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(copy.deepcopy(backend.base_model),
+                          LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.eval()
+    monkeypatch.setattr(backend, "int8", False)
+    monkeypatch.setattr(backend, "adapter", "test-adapter")
+    merged = backend._decoding_model(lora)
+    assert not any("lora" in name for name, _ in merged.named_modules())
+    assert any("lora" in name for name, _ in lora.named_modules())
+    ids = torch.tensor([backend.tokenizer(build_prompt(SHORT))["input_ids"][:300]])
+    with torch.inference_mode():
+        want, got = lora(input_ids=ids).logits[0, -1], merged(input_ids=ids).logits[0, -1]
+    assert torch.allclose(want, got, atol=1e-3) and int(want.argmax()) == int(got.argmax())
+    bare = backend.base_model(input_ids=ids).logits[0, -1]
+    assert not torch.allclose(bare, got, atol=1e-3)  # the adapter is really in the copy
