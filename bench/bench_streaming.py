@@ -1,14 +1,16 @@
 """End-to-end streaming benchmark on the real local broker, beside the raw Kafka rate.
 
 Numbers from one run on the same broker and the same messages:
-1. raw Kafka: produce N report messages (idempotent producer) and consume them back (plain
-   read_committed consumer, no processing): messages/s each way;
+1. raw Kafka: produce the N report messages (idempotent producer) to a topic of their own and
+   consume them back (plain read_committed consumer, no processing): messages/s each way;
 2. throughput: the full consumer (decode, de-identify, extract with the rules backend, score,
-   map to FHIR, transactional produce of all outputs with offsets) over the N-message backlog, run
-   as ``--replicas`` processes in one consumer group ("scale = partitions x replicas"), each with
-   its own static group.instance.id and transactional.id (instance ids bench-0, bench-1, ...).
-   Reported: reports/s of the group from the first message any replica consumed to the last
-   commit, and (as before) from the first input's Kafka timestamp, which adds the replicas' start;
+   map to FHIR, transactional produce of all outputs with offsets) as ``--replicas`` processes in
+   one consumer group ("scale = partitions x replicas"), each with its own static
+   group.instance.id and transactional.id (instance ids bench-0, bench-1, ...). The replicas load
+   and join the group; once the group holds every partition the N messages are produced to the
+   input topic, as to a running deployment. Reported: reports/s of the group from the first
+   message any replica consumed to the last commit, from the first input's Kafka timestamp, and in
+   steady state (commits between the 10th and 90th percentile);
 3. latency: messages produced at a steady rate below capacity while the replicas run;
    p50/p99 from each input's Kafka timestamp to the commit of its outputs.
 
@@ -73,6 +75,16 @@ def report_messages(texts: list[str], prefix: str = "bench") -> list[tuple[str, 
         rid = f"{prefix}-{i:06d}"
         out.append((rid, encode(text, fmt, rid), [("content-type", CONTENT_TYPES[fmt].encode())]))
     return out
+
+
+def steady_rate(commit_ms: list[float], low: float = 0.1, high: float = 0.9) -> float | None:
+    """Reports/s between the commits of the ``low`` and ``high`` quantiles of the sorted commit
+    times: the group's rate once running, without the first fetch and the last partition's tail."""
+    if len(commit_ms) < 10:
+        return None
+    i, j = int(low * (len(commit_ms) - 1)), int(high * (len(commit_ms) - 1))
+    span_s = (commit_ms[j] - commit_ms[i]) / 1000
+    return (j - i) / span_s if span_s > 0 else None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,9 +153,12 @@ def stage_costs(n: int, backend: str, passes: int = 3) -> dict[str, float]:
 # ------------------------------------------------------------------------------------- replicas
 
 
-def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, results) -> None:
+def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, results, ready, go,
+             assigned) -> None:
     """One replica process: the real StreamProcessor loop until told to stop; sends back, per
-    report, (report id, input timestamp ms, commit ms) and when its first batch arrived."""
+    report, (report id, input timestamp ms, commit ms) and when its first batch arrived. It joins
+    the group once every replica is loaded (``ready``/``go``) and reports how many partitions it
+    holds (``assigned``): the backlog is produced once the group holds them all."""
     from cmrx.config import Settings
     from consumer.app import StreamProcessor
 
@@ -166,7 +181,14 @@ def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, r
             committed.value += len(processor.summary) - before
 
     processor._process_batch = counted
+
+    def partitions(now: set) -> None:
+        assigned[index] = len(now)
+
+    processor.on_partitions = partitions
     threading.Thread(target=lambda: (stop.wait(), processor.stop()), daemon=True).start()
+    ready.release()
+    go.wait()
     processor.run(idle_exit_s=None)
     cpu_s = time.process_time()
     results.put((index, first_batch_ms[0] if first_batch_ms else None, cpu_s, backlog_cpu[1] - backlog_cpu[0],
@@ -229,37 +251,58 @@ def main() -> int:
     base = settings.kafka.client_config() | {"bootstrap.servers": bootstrap}
     load_before = os.getloadavg()
 
-    try:
+    raw_topic = f"{settings.topics.reports}.raw"
+    raw_settings = settings.model_copy(deep=True)
+    raw_settings.topics.reports = raw_topic
+    ensure_topics(bootstrap, raw_settings)
+
+    def produce_all(topic: str) -> float:
+        """Seconds to produce every backlog message to ``topic`` (idempotent producer, acked)."""
         producer = Producer(base | {"enable.idempotence": True, "linger.ms": 5})
         t0 = time.perf_counter()
         for key, value, headers in messages:
             while True:
                 try:
-                    producer.produce(settings.topics.reports, key=key, value=value, headers=headers)
+                    producer.produce(topic, key=key, value=value, headers=headers)
                     break
                 except BufferError:
                     producer.poll(0.05)
         producer.flush(60)
-        produce_s = time.perf_counter() - t0
+        return time.perf_counter() - t0
 
+    try:
+        # Raw Kafka on a topic of its own, before any replica runs: the same messages, same broker.
+        produce_s = produce_all(raw_topic)
         reader = Consumer(base | {"group.id": f"raw-{tag}", "auto.offset.reset": "earliest",
                                   "isolation.level": "read_committed", "enable.auto.commit": False})
-        reader.subscribe([settings.topics.reports])
+        reader.subscribe([raw_topic])
         got, t0 = 0, time.perf_counter()
         while got < args.n and time.perf_counter() - t0 < 120:
             got += sum(1 for m in reader.consume(500, 1.0) if not m.error())
         consume_s = time.perf_counter() - t0
         reader.close()
 
+        # The replicas load, join the group and hold every partition before the backlog arrives
+        # (a member joining later makes the group rebalance, and waits for the busy ones' next poll).
         context = multiprocessing.get_context("spawn")  # no fork of a process with librdkafka threads
         committed = context.Value("q", 0)
+        assigned = context.Array("i", args.replicas)
         stop = context.Event()
         results = context.Queue()
+        ready, go = context.Semaphore(0), context.Event()
         data = settings.model_dump(mode="json")
-        replicas = [context.Process(target=_replica, args=(i, data, bootstrap, committed, stop, results), daemon=True)
-                    for i in range(args.replicas)]
+        replicas = [context.Process(target=_replica, args=(i, data, bootstrap, committed, stop, results, ready, go,
+                                                           assigned), daemon=True) for i in range(args.replicas)]
         for replica in replicas:
             replica.start()
+        for _ in replicas:
+            if not ready.acquire(timeout=300):
+                raise RuntimeError("a replica did not load within 300 s")
+        go.set()
+        deadline = time.monotonic() + 120
+        while not (sum(assigned) == settings.topics.partitions and min(assigned) > 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        produce_all(settings.topics.reports)
         deadline = time.monotonic() + 3600
         broker_before = None  # (broker CPU s, reports committed) once the first batch is committed
         while committed.value < args.n and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
@@ -287,7 +330,7 @@ def main() -> int:
         for replica in replicas:
             replica.join(60)
     finally:
-        delete_topics(bootstrap, topic_names(settings), settings)
+        delete_topics(bootstrap, [*topic_names(settings), raw_topic], settings)
 
     summary = [row for *_, rows in outcomes for row in rows]
     backlog = [row for row in summary if (row[0] or "").startswith("bench-")]
@@ -296,6 +339,7 @@ def main() -> int:
     start_ms = min(t for _, t, _ in backlog)
     throughput = len(backlog) / max(1e-9, (last_commit - first_consumed) / 1000)
     throughput_from_input = len(backlog) / max(1e-9, (last_commit - start_ms) / 1000)
+    steady = steady_rate(sorted(c for _, _, c in backlog))
     paced_results = [row for row in summary if (row[0] or "").startswith("paced-")]
     latencies = [(c - t) / 1000 for _, t, c in paced_results if t]
     per_replica = ", ".join(f"bench-{index}: {sum(1 for r in rows if (r[0] or '').startswith('bench-'))} reports, "
@@ -311,7 +355,9 @@ def main() -> int:
           f"at the end of the backlog {'/'.join(f'{x:.2f}' for x in load_during)}")
     print(f"raw Kafka produce: {args.n / produce_s:,.0f} msg/s   raw Kafka consume (read_committed): {args.n / consume_s:,.0f} msg/s")
     print(f"end-to-end throughput (backlog of {len(backlog)}): {throughput:,.1f} reports/s from the first message consumed "
-          f"({throughput_from_input:,.1f} reports/s from the first input's timestamp, replica start included)")
+          f"({throughput_from_input:,.1f} reports/s from the first input's Kafka timestamp)")
+    if steady is not None:
+        print(f"steady state (commits between the 10th and 90th percentile of the backlog): {steady:,.1f} reports/s")
     print(f"replicas: {per_replica}")
     print(f"CPU per backlog report: replicas {replica_cpu_ms:.2f} ms (all their threads, first batch to last backlog batch)"
           + (f", broker {broker_cpu_ms:.2f} ms (after the first commit)" if broker_cpu_ms is not None else ""))

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -87,6 +88,8 @@ class StreamProcessor:
         self._ever_assigned = False
         self.summary: list[Processed] = []
         self.keep_summary = False
+        self.partitions: set[tuple[str, int]] = set()  # assigned now (cooperative: changes incrementally)
+        self.on_partitions: Callable[[set[tuple[str, int]]], None] | None = None  # called after each change
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -109,7 +112,8 @@ class StreamProcessor:
         self._stopping = True
 
     def run(self, idle_exit_s: float | None = None) -> int:
-        self.consumer.subscribe([self.topics.reports])
+        self.consumer.subscribe([self.topics.reports], on_assign=self._assigned, on_revoke=self._revoked,
+                                on_lost=self._revoked)
         log.info("consumer.started", topic=self.topics.reports, group=self.settings.kafka.group_id,
                  instance=self.instance_id, backend=self.extractor.backend.name)
         last_message = time.monotonic()
@@ -147,6 +151,22 @@ class StreamProcessor:
             if messages and cfg.batch_size > 1:
                 messages += self.consumer.consume(num_messages=cfg.batch_size - 1, timeout=0)
         return messages
+
+    def _assigned(self, consumer, partitions: list) -> None:
+        """Rebalance callback (cooperative: only the added partitions; the client assigns them
+        after this returns). Logged, so an operator sees which replica reads what."""
+        self.partitions |= {(tp.topic, tp.partition) for tp in partitions}
+        self._partitions_changed("assigned", partitions)
+
+    def _revoked(self, consumer, partitions: list) -> None:
+        self.partitions -= {(tp.topic, tp.partition) for tp in partitions}
+        self._partitions_changed("revoked", partitions)
+
+    def _partitions_changed(self, change: str, partitions: list) -> None:
+        log.info(f"consumer.partitions_{change}", instance=self.instance_id,
+                 partitions=sorted(tp.partition for tp in partitions), now=sorted(p for _, p in self.partitions))
+        if self.on_partitions is not None:
+            self.on_partitions(set(self.partitions))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True)
