@@ -246,6 +246,61 @@ class Row(Protocol):
 Awaiting = tuple[Label, "Column | None", float, Token, "str | None"]
 
 
+def _flush(run: list[tuple[str, int, int, bool, bool, str, bool]], words: list[str], items: list[Item],
+           toks: list[Token], lex: Lexicon) -> None:
+    """The words collected so far become items: the longest vocabulary phrases first. A module
+    function, not a closure: compiled (mypyc), a closure and its environment point at each other,
+    so every line's tokens and items became cyclic garbage (90% of the objects the collector
+    walked, ~1 ms a report)."""
+    entries, longest, known, heads = lex.entries, lex.longest, lex.known, lex.heads
+    unit_item = None
+    if len(run) > 1 and run[-1][3]:
+        for k in range(min(4, len(run) - 1), 0, -1):
+            tail = run[-k:]
+            if all(r[3] for r in tail) and tuple(words[-k - 1:]) not in entries:
+                spelled = "/".join(words[-k:])
+                if canonical_unit(spelled) is not None:
+                    unit_item = Item("unit", tail[0][1], tail[-1][2], spelled)
+                    del run[-k:]
+                    del words[-k:]
+                    break
+    i, size = 0, len(run)
+    while i < size:
+        word, start, stop, _, title, joint, _ = run[i]
+        n = longest.get(word, 0)  # most words start no phrase: 0
+        if n > size - i:
+            n = size - i
+        if n > 1 and (word, words[i + 1]) not in heads:
+            n = 1  # no phrase starts with these two words
+        entry = None
+        while n:  # the longest phrase first
+            key = (word,) if n == 1 else tuple(words[i:i + n])
+            entry = entries.get(key)
+            if entry is not None and entry.abbr and n == 1 and title:
+                entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
+            if entry is not None:
+                break
+            n -= 1
+        if entry is not None:
+            items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2],
+                              word if n == 1 else " ".join(key), entry))
+            i += n
+        else:
+            after = run[i + 1][5] if i + 1 < size else ""
+            if word == "/":
+                items.append(Item("mark", start, stop, word))
+            elif word not in known or joint in CODE_JOINTS or after in CODE_JOINTS or (
+                    len(word) == 1 and (joint or after)):
+                items.append(Item("word", start, stop, word, None, None, _unknown(lex, run, i, joint, after, toks)))
+            else:
+                items.append(Item("word", start, stop, word))
+            i += 1
+    run.clear()
+    words.clear()
+    if unit_item is not None:
+        items.append(unit_item)
+
+
 def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     """Group words into the longest vocabulary phrases; '-' and '_' join words, '/' may too.
 
@@ -256,56 +311,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
     # word, start, end, tied by '_', Title-case, the joint before it ('-', '_', '.' or ''), in capitals
     run: list[tuple[str, int, int, bool, bool, str, bool]] = []
     words: list[str] = []  # run[i][0]: phrase keys are slices of it
-    entries, longest, vocab, known, corrected = lex.entries, lex.longest, lex.vocab, lex.known, lex.corrected
-    heads = lex.heads
-
-    def flush() -> None:
-        unit_item = None
-        if len(run) > 1 and run[-1][3]:
-            for k in range(min(4, len(run) - 1), 0, -1):
-                tail = run[-k:]
-                if all(r[3] for r in tail) and tuple(words[-k - 1:]) not in entries:
-                    spelled = "/".join(words[-k:])
-                    if canonical_unit(spelled) is not None:
-                        unit_item = Item("unit", tail[0][1], tail[-1][2], spelled)
-                        del run[-k:]
-                        del words[-k:]
-                        break
-        i, size = 0, len(run)
-        while i < size:
-            word, start, stop, _, title, joint, _ = run[i]
-            n = longest.get(word, 0)  # most words start no phrase: 0
-            if n > size - i:
-                n = size - i
-            if n > 1 and (word, words[i + 1]) not in heads:
-                n = 1  # no phrase starts with these two words
-            entry = None
-            while n:  # the longest phrase first
-                key = (word,) if n == 1 else tuple(words[i:i + n])
-                entry = entries.get(key)
-                if entry is not None and entry.abbr and n == 1 and title:
-                    entry = None  # 'Dr Ravi O'Sullivan' is no right atrial volume index
-                if entry is not None:
-                    break
-                n -= 1
-            if entry is not None:
-                items.append(Item("neg" if entry.neg else "term", start, run[i + n - 1][2],
-                                  word if n == 1 else " ".join(key), entry))
-                i += n
-            else:
-                after = run[i + 1][5] if i + 1 < size else ""
-                if word == "/":
-                    items.append(Item("mark", start, stop, word))
-                elif word not in known or joint in CODE_JOINTS or after in CODE_JOINTS or (
-                        len(word) == 1 and (joint or after)):
-                    items.append(Item("word", start, stop, word, None, None, _unknown(lex, run, i, joint, after, toks)))
-                else:
-                    items.append(Item("word", start, stop, word))
-                i += 1
-        run.clear()
-        words.clear()
-        if unit_item is not None:
-            items.append(unit_item)
+    vocab, corrected = lex.vocab, lex.corrected
 
     last_word = False
     tie, glue = False, ""
@@ -342,7 +348,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
                 continue
         tie, glue = False, ""
         if run:
-            flush()
+            _flush(run, words, items, toks, lex)
         last_word = False
         if kind == "num":
             items.append(Item("num", t.start, max(t.end, t.end2, t.unit_end), t.text, None, t))  # t.value_end
@@ -351,7 +357,7 @@ def lexicalize(toks: list[Token], lex: Lexicon) -> list[Item]:
         else:
             items.append(Item("mark", t.start, t.end, t.text, None, t))
     if run:
-        flush()
+        _flush(run, words, items, toks, lex)
     return items
 
 
