@@ -86,9 +86,10 @@ class LLMSettings(BaseModel):
         "auto", description="weights of the local backend; auto = float32 (SmolLM2-135M in bf16 on an H100 "
                             "answered 0% of dev fields zero shot, float32 5.9%); bfloat16 for larger students on GPU")
     int8: bool = Field(
-        False, description="local backend on CPU decodes with an int8 copy (adapter merged): about 1.4x faster, "
-                           "less accurate (adapter v0002 on the 12 dev reports: 85.58% variable-level and 66.67% "
-                           "category in int8, 91.83% and 100% in float32)")
+        False, description="local backend on CPU decodes with an int8 copy (adapter merged); less accurate "
+                           "(adapter v0002 on the 12 dev reports: 85.58% variable-level and 66.67% category in int8, "
+                           "91.83% and 100% in float32) and, since the float decoder drafts from the rules reading, "
+                           "no faster with the shipped adapter (10.23 vs 10.25 s a report): leave it off")
     max_new_tokens: int = 700
     vllm_url: str = "http://localhost:8000/v1"
     vllm_model: str = "cmrx-student"

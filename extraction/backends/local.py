@@ -20,8 +20,9 @@ of the report (``draft_hints``), which a trained student mostly agrees with.
 On CPU the decoder can run an int8 copy of the model (``llm.int8`` or ``int8=True``; off by
 default, because it costs accuracy: adapter v0002 on the 12 dev reports, 85.58% variable-level and
 66.67% category against 91.83% and 100% in float32): the merged copy's ``nn.Linear`` layers
-except the down projections dynamically quantized (fbgemm/x86, per output channel); about 1.4x
-less CPU. Dynamic quantization scales the
+except the down projections dynamically quantized (fbgemm/x86, per output channel). With the
+rules drafts it is no faster than float32 (10.23 against 10.25 s a report with the shipped adapter:
+its answers leave the drafts more often), so it stays off. Dynamic quantization scales the
 activations of each pass as a whole, so unlike the float model a value can depend, in its last
 bits, on which other tokens shared its pass (drafts): still deterministic for a given input.
 """
