@@ -54,13 +54,12 @@ def _compile(work: Path, digest: str, quiet: bool) -> Path:
     from mypyc.build import mypycify
     from setuptools import Distribution
 
-    root = ROOT
     paths = [str(Path(*PACKAGE.split("."), f"{name}.py")) for name in HOT_MODULES]
     options = ["--follow-imports=silent", f"--cache-dir={work / 'mypy_cache'}", "--python-version",
                f"{sys.version_info.major}.{sys.version_info.minor}"]
     cwd = os.getcwd()
     out = io.StringIO()
-    os.chdir(root)  # mypy names the modules from the paths (extraction/backends/rules/tokens.py)
+    os.chdir(ROOT)  # mypy names the modules from the paths (extraction/backends/rules/tokens.py)
     try:
         with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
             extensions = mypycify(options + paths, opt_level="3", group_name=group_name(digest),

@@ -459,17 +459,8 @@ class LineParser:
                         ctx.mention_unread(groups)
                 if it.unknown or it.text in _WORD_SPECIAL:
                     self._word(it)
-                else:  # _word, for a word that is no chamber, no 'respectively' and readable
-                    self.gap += 1
-                    if self.orphan_age is not None:
-                        self.orphan_age += 1
-                    if it.text not in LIST_WORDS:
-                        self.joiner_only = False
-                    self.pending_age += 1
-                    if self.block:
-                        self.block -= 1
-                    if self.post_window:
-                        self.post_window -= 1
+                else:  # a word that is no chamber, no 'respectively' and readable
+                    self._count_word(it.text)
             elif kind == "term":
                 self._term(it)
             elif kind == "num":
@@ -615,10 +606,14 @@ class LineParser:
             bad = self.label_emits  # one label, several values 'respectively': which is which is unknown
             self.out = [c for c in self.out if all(c is not b for b in bad)]
             self.label_emits = []
+        self._count_word(it.text)
+
+    def _count_word(self, text: str) -> None:
+        """One more plain word: the distances and windows that count words move on."""
         self.gap += 1
         if self.orphan_age is not None:
             self.orphan_age += 1
-        if it.text not in LIST_WORDS:
+        if text not in LIST_WORDS:
             self.joiner_only = False
         self.pending_age += 1
         if self.block:
