@@ -91,11 +91,18 @@ def bench_distinct(texts: list[str], warm: list[str]) -> tuple[float, float]:
 
 def _modules() -> str:
     """Which modules run: the compiled (mypyc) build or the .py sources."""
-    import extraction.backends.rules as rules
-    from extraction.backends.rules import tokens
+    from importlib.metadata import PackageNotFoundError, version
 
-    if getattr(rules, "COMPILED", False):
-        return f"compiled (mypyc build {Path(tokens.__file__).parent.parent.name})"
+    import extraction.backends.rules as rules
+    from extraction.backends.rules import compiled
+
+    found = compiled.find_build()
+    if getattr(rules, "COMPILED", False) and found is not None:
+        try:
+            mypy = f"mypy {version('mypy')}"  # the build's compiler, when it is still installed
+        except PackageNotFoundError:
+            mypy = "mypyc"
+        return f"compiled ({mypy}, build {found[0].name})"
     why = "CMRX_RULES_COMPILED=0" if os.environ.get("CMRX_RULES_COMPILED", "").strip() == "0" else \
         "no build of the current sources: make compile"
     return f"pure Python ({why})"

@@ -148,7 +148,21 @@ def test_switch_off_loads_the_py_modules():
 def test_switch_on_loads_the_build():
     which = _run(_WHICH, switch="1")[0]
     assert which["compiled"] is True
-    assert all(Path(f).parent == compiled.compiled_dir() / "pkg" for f in which["files"].values())
+    build = compiled.compiled_dir()
+    for name, f in which["files"].items():  # extension modules of this build (pkg/ or lib/: mypyc 1.x or 2.x)
+        assert Path(f).is_relative_to(build) and compiled.is_compiled_file(f), (name, f)
+
+
+@pytest.mark.skipif(not _have_build(), reason=NO_BUILD)
+def test_an_unimportable_build_falls_back_to_the_py_modules(tmp_path):
+    """A build whose first-imported module is damaged: the package forgets the build, the .py modules run."""
+    build = compiled.compiled_dir()
+    damaged = tmp_path / "cache" / build.name
+    shutil.copytree(build, damaged)
+    (damaged / "pkg" / f"document{compiled._EXT}").write_bytes(b"not a shared object")
+    which = _run(_WHICH, switch="1", cache=str(tmp_path / "cache"))[0]
+    assert which["compiled"] is False
+    assert all(f.endswith(".py") and f.startswith(str(ROOT / "extraction")) for f in which["files"].values())
 
 
 def test_this_process_reports_what_it_runs():

@@ -122,7 +122,8 @@ def deactivate(path: list[str], folder: Path) -> None:
         path.remove(pkg)
     for name in HOT_MODULES:
         mod = sys.modules.get(f"{PACKAGE}.{name}")
-        if mod is not None and str(getattr(mod, "__file__", "")).startswith(pkg):
+        # mypyc 1.x names a module's file by its shim (pkg/), 2.x by the shared library (lib/...)
+        if mod is not None and Path(str(getattr(mod, "__file__", ""))).is_relative_to(folder):
             del sys.modules[f"{PACKAGE}.{name}"]
 
 
@@ -132,4 +133,8 @@ def shared_lib_name(digest: str) -> str:
 
 def is_compiled(module: ModuleType) -> bool:
     """Was this module loaded from a compiled build (an extension module, not a .py file)?"""
-    return str(getattr(module, "__file__", "")).endswith(_EXT)
+    return is_compiled_file(str(getattr(module, "__file__", "")))
+
+
+def is_compiled_file(path: str) -> bool:
+    return path.endswith(_EXT)
