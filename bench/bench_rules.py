@@ -91,18 +91,13 @@ def bench_distinct(texts: list[str], warm: list[str]) -> tuple[float, float]:
 
 def _modules() -> str:
     """Which modules run: the compiled (mypyc) build or the .py sources."""
-    from importlib.metadata import PackageNotFoundError, version
-
     import extraction.backends.rules as rules
     from extraction.backends.rules import compiled
 
     found = compiled.find_build()
     if getattr(rules, "COMPILED", False) and found is not None:
-        try:
-            mypy = f"mypy {version('mypy')}"  # the build's compiler, when it is still installed
-        except PackageNotFoundError:
-            mypy = "mypyc"
-        return f"compiled ({mypy}, build {found[0].name})"
+        made_by = (found[0] / compiled.COMPLETE).read_text(encoding="utf-8").splitlines()[1:]  # python, mypy, date
+        return f"compiled ({', '.join(made_by)}; {found[0].name})"
     why = "CMRX_RULES_COMPILED=0" if os.environ.get("CMRX_RULES_COMPILED", "").strip() == "0" else \
         "no build of the current sources: make compile"
     return f"pure Python ({why})"

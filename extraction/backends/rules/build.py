@@ -111,7 +111,10 @@ def build(force: bool = False, quiet: bool = False) -> int:
         if read_sources() != sources:  # edited while compiling: this build is of neither version
             print("rules: sources changed during the build; discarded (run it again)", flush=True)
             return 0
-        (final / COMPLETE).write_text(f"{digest}\n{sys.version.split()[0]}\n{time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
+        from mypy.version import __version__ as mypy_version
+
+        (final / COMPLETE).write_text(f"{digest}\npython {sys.version.split()[0]}\nmypy {mypy_version}\n"
+                                      f"built {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")  # what made it
         if target.exists():  # --force, or a concurrent build finished first
             shutil.rmtree(target, ignore_errors=True)
         try:
