@@ -2,12 +2,15 @@
 
 Numbers from one run on the same broker and the same messages:
 1. raw Kafka: produce the N report messages (idempotent producer) to a topic of their own and
-   consume them back (plain read_committed consumer, no processing): messages/s each way;
+   consume them back (plain read_committed consumer, no processing): messages/s each way. It
+   runs after the warm-up below, while the replicas wait idle for the backlog;
 2. throughput: the full consumer (decode, de-identify, extract with the rules backend, score,
    map to FHIR, transactional produce of all outputs with offsets) as ``--replicas`` processes in
    one consumer group ("scale = partitions x replicas"), each with its own static
    group.instance.id and transactional.id (instance ids bench-0, bench-1, ...). The replicas load
-   and join the group; once the group holds every partition the N messages are produced to the
+   and join the group; once the group holds every partition, ``--warmup`` reports of their own go
+   through the whole loop first (a freshly started broker JVM and replica are not yet compiled hot:
+   the first thousand reports cost the broker 4x the CPU), then the N messages are produced to the
    input topic, as to a running deployment. Reported: reports/s of the group from the first
    message any replica consumed to the last commit, from the first input's Kafka timestamp, and in
    steady state (commits between the 10th and 90th percentile);
@@ -25,7 +28,7 @@ is what the Kafka loop around them costs.
 ``StreamProcessor._process_message`` calls, over distinct text/HL7/FHIR messages of its own).
 
 Usage: python bench/bench_streaming.py [--n 3000] [--rate 100] [--seconds 15] [--backend rules]
-       [--replicas 2] [--partitions 6] [--batch-size 256]
+       [--replicas 2] [--partitions 6] [--batch-size 256] [--warmup 1000]
        python bench/bench_streaming.py --stages [--n 300]
 """
 
@@ -46,7 +49,7 @@ sys.path.insert(0, str(REPO))
 
 
 DEV_DIR = REPO.parent / "shared" / "data" / "dev"
-BACKLOG_SEED, PACED_SEED, WARM_SEED, STAGE_SEED = 9300, 9301, 9302, 9310  # no other bench or test uses these
+BACKLOG_SEED, PACED_SEED, WARM_SEED, STAGE_SEED, PIPELINE_WARM_SEED = 9300, 9301, 9302, 9310, 9303  # only here
 
 
 def report_texts(n: int, seed: int, *, dev: bool = False) -> list[str]:
@@ -170,7 +173,7 @@ def _replica(index: int, settings_data: dict, bootstrap: str, committed, stop, r
     process_batch = processor._process_batch
 
     def counted(messages: list) -> None:
-        if not first_batch_ms:
+        if not first_batch_ms and any((m.key() or b"").startswith(b"bench-") for m in messages):  # not warm-up
             first_batch_ms.append(time.time() * 1000)
             backlog_cpu[0] = backlog_cpu[1] = time.process_time()
         before = len(processor.summary)
@@ -221,6 +224,8 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=1, help="consumer processes in the group")
     parser.add_argument("--partitions", type=int, default=6, help="partitions of the input topic (>= replicas)")
     parser.add_argument("--batch-size", type=int, default=256, help="most messages per poll, so per transaction")
+    parser.add_argument("--warmup", type=int, default=1000,
+                        help="reports through the whole loop before the measured backlog (0: measure a cold start)")
     parser.add_argument("--stages", action="store_true", help="only print CPU ms per stage without Kafka")
     args = parser.parse_args()
 
@@ -247,6 +252,7 @@ def main() -> int:
     ensure_topics(bootstrap, settings)
     messages = report_messages(report_texts(args.n, BACKLOG_SEED, dev=True))
     paced_messages = report_messages(report_texts(int(args.rate * args.seconds) + 1, PACED_SEED), prefix="paced")
+    warm_messages = report_messages(report_texts(args.warmup, PIPELINE_WARM_SEED), prefix="warm") if args.warmup else []
     size = sum(len(v) for _, v, _ in messages)
     base = settings.kafka.client_config() | {"bootstrap.servers": bootstrap}
     load_before = os.getloadavg()
@@ -256,11 +262,11 @@ def main() -> int:
     raw_settings.topics.reports = raw_topic
     ensure_topics(bootstrap, raw_settings)
 
-    def produce_all(topic: str) -> float:
-        """Seconds to produce every backlog message to ``topic`` (idempotent producer, acked)."""
+    def produce_all(topic: str, batch: list | None = None) -> float:
+        """Seconds to produce every backlog message (or ``batch``) to ``topic`` (idempotent producer, acked)."""
         producer = Producer(base | {"enable.idempotence": True, "linger.ms": 5})
         t0 = time.perf_counter()
-        for key, value, headers in messages:
+        for key, value, headers in messages if batch is None else batch:
             while True:
                 try:
                     producer.produce(topic, key=key, value=value, headers=headers)
@@ -271,17 +277,6 @@ def main() -> int:
         return time.perf_counter() - t0
 
     try:
-        # Raw Kafka on a topic of its own, before any replica runs: the same messages, same broker.
-        produce_s = produce_all(raw_topic)
-        reader = Consumer(base | {"group.id": f"raw-{tag}", "auto.offset.reset": "earliest",
-                                  "isolation.level": "read_committed", "enable.auto.commit": False})
-        reader.subscribe([raw_topic])
-        got, t0 = 0, time.perf_counter()
-        while got < args.n and time.perf_counter() - t0 < 120:
-            got += sum(1 for m in reader.consume(500, 1.0) if not m.error())
-        consume_s = time.perf_counter() - t0
-        reader.close()
-
         # The replicas load, join the group and hold every partition before the backlog arrives
         # (a member joining later makes the group rebalance, and waits for the busy ones' next poll).
         context = multiprocessing.get_context("spawn")  # no fork of a process with librdkafka threads
@@ -302,11 +297,30 @@ def main() -> int:
         deadline = time.monotonic() + 120
         while not (sum(assigned) == settings.topics.partitions and min(assigned) > 0) and time.monotonic() < deadline:
             time.sleep(0.05)
+        warm = len(warm_messages)
+        if warm:
+            produce_all(settings.topics.reports, warm_messages)
+            deadline = time.monotonic() + 600
+            while committed.value < warm and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+                time.sleep(0.05)
+
+        # Raw Kafka on a topic of its own while the replicas sit idle (after the warm-up, so on the
+        # same warm broker the backlog meets): the same messages, no processing.
+        produce_s = produce_all(raw_topic)
+        reader = Consumer(base | {"group.id": f"raw-{tag}", "auto.offset.reset": "earliest",
+                                  "isolation.level": "read_committed", "enable.auto.commit": False})
+        reader.subscribe([raw_topic])
+        got, t0 = 0, time.perf_counter()
+        while got < args.n and time.perf_counter() - t0 < 120:
+            got += sum(1 for m in reader.consume(500, 1.0) if not m.error())
+        consume_s = time.perf_counter() - t0
+        reader.close()
+
         produce_all(settings.topics.reports)
         deadline = time.monotonic() + 3600
-        broker_before = None  # (broker CPU s, reports committed) once the first batch is committed
-        while committed.value < args.n and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
-            if broker_before is None and committed.value:
+        broker_before = None  # (broker CPU s, reports committed) once the first backlog batch is committed
+        while committed.value < warm + args.n and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+            if broker_before is None and committed.value > warm:
                 broker_before = (_broker_cpu_s(settings), committed.value)
             time.sleep(0.05)
         load_during = os.getloadavg()
@@ -323,7 +337,7 @@ def main() -> int:
             time.sleep(max(0.0, start + i / args.rate - time.perf_counter()))
         p.flush(30)
         deadline = time.monotonic() + 120
-        while committed.value < args.n + i and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
+        while committed.value < warm + args.n + i and time.monotonic() < deadline and all(r.is_alive() for r in replicas):
             time.sleep(0.05)
         stop.set()
         outcomes = [results.get(timeout=120) for _ in replicas]
@@ -350,7 +364,8 @@ def main() -> int:
         broker_cpu_ms = (broker_after[0] - broker_before[0]) / (broker_after[1] - broker_before[1]) * 1000
 
     print(f"messages: {args.n} reports ({size / args.n / 1024:.1f} KiB mean) in text/HL7/FHIR; backend {args.backend}; "
-          f"{settings.topics.partitions} partitions, {args.replicas} replica(s), batch {args.batch_size}; {os.cpu_count()} CPUs")
+          f"{settings.topics.partitions} partitions, {args.replicas} replica(s), batch {args.batch_size}; {os.cpu_count()} CPUs; "
+          f"{warm} warm-up reports first")
     print(f"load average (1/5/15 min): before {'/'.join(f'{x:.2f}' for x in load_before)}, "
           f"at the end of the backlog {'/'.join(f'{x:.2f}' for x in load_during)}")
     print(f"raw Kafka produce: {args.n / produce_s:,.0f} msg/s   raw Kafka consume (read_committed): {args.n / consume_s:,.0f} msg/s")
