@@ -47,7 +47,7 @@ def measure(decoder: str, data: Path, reports: int, modes: list[str], threads: i
     load_s = time.perf_counter() - started
     texts = [clean_text(deidentify(p.read_text())) for p in sorted(data.glob("*.txt"))[:reports]]
     result: dict = {"decoder": decoder, "reports": len(texts), "threads": threads, "adapter": adapter,
-                    "int8": bool(backend.int8 and backend.device.type == "cpu"), "load_s": round(load_s, 1),
+                    "int8": backend.decodes_int8, "load_s": round(load_s, 1),
                     "load_avg_before": os.getloadavg()[0]}
     for mode in modes:
         n = 1 if mode == "greedy" else 3

@@ -9,8 +9,8 @@ Numbers from one run on the same broker and the same messages:
    one consumer group ("scale = partitions x replicas"), each with its own static
    group.instance.id and transactional.id (instance ids bench-0, bench-1, ...). The replicas load
    and join the group; once the group holds every partition, ``--warmup`` reports of their own go
-   through the whole loop first (a freshly started broker JVM and replica are not yet compiled hot:
-   the first thousand reports cost the broker 4x the CPU), then the N messages are produced to the
+   through the whole loop first (a freshly started broker JVM is not yet compiled hot: until it has
+   served a few thousand reports it costs up to 4x the CPU a report), then the N messages go to the
    input topic, as to a running deployment. Reported: reports/s of the group from the first
    message any replica consumed to the last commit, from the first input's Kafka timestamp, and in
    steady state (commits between the 10th and 90th percentile);

@@ -173,6 +173,11 @@ class LocalBackend(ExtractionBackend):
         would set the int8 activation scale of the whole prefix's pass (exact in float either way)."""
         return self.decoder.prefill(ids[1:], self.decoder.prefill(ids[:1], room=len(ids)), room=0)
 
+    @property
+    def decodes_int8(self) -> bool:
+        """Whether the decoder runs the int8 copy: asked for (``llm.int8``) and on CPU (x86 kernels)."""
+        return bool(self.int8 and self.device.type == "cpu")
+
     def _decoding_model(self, model):
         """The causal LM the forced decoder runs: a copy with the adapter merged into the weights
         (no LoRA matmuls in every linear of every pass: 12% less CPU a report, same answers on 4 dev
@@ -181,7 +186,7 @@ class LocalBackend(ExtractionBackend):
         ``reload`` and ``generate``."""
         import torch
 
-        int8 = self.int8 and self.device.type == "cpu"
+        int8 = self.decodes_int8
         if not (int8 or self.adapter):
             return model
         fast = copy.deepcopy(model)
